@@ -1,0 +1,148 @@
+"""PyTorch tensors through array-api-compat: proves portanet is not NumPy in disguise.
+
+Only torch's tensors and generators are used; autograd is never involved.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend, DeviceError, DeviceUnavailableError, Generator
+
+
+class TorchGenerator(Generator):
+    backend_name = "torch"
+
+    def __init__(self, seed, native):
+        import torch
+
+        self._torch = torch
+        self._device = native
+        self._gen = torch.Generator(device=native)
+        self._gen.manual_seed(int(seed) % (2**63))
+
+    def normal(self, shape, dtype, mean=0.0, std=1.0):
+        a = self._torch.randn(shape, generator=self._gen, dtype=dtype, device=self._device)
+        if std != 1.0:
+            a.mul_(std)
+        if mean != 0.0:
+            a.add_(mean)
+        return a
+
+    def uniform(self, shape, dtype, low=0.0, high=1.0):
+        a = self._torch.rand(shape, generator=self._gen, dtype=dtype, device=self._device)
+        if (low, high) != (0.0, 1.0):
+            a.mul_(high - low).add_(low)
+        return a
+
+    def bernoulli(self, shape, p, dtype):
+        u = self._torch.rand(shape, generator=self._gen, dtype=dtype, device=self._device)
+        return (u < p).to(dtype)
+
+    def permutation(self, n):
+        return self._torch.randperm(n, generator=self._gen, device=self._device)
+
+    def get_state(self):
+        return self._gen.get_state().cpu().numpy().copy()
+
+    def set_state(self, state):
+        self._gen.set_state(self._torch.from_numpy(np.asarray(state, dtype=np.uint8).copy()))
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def _load_namespace(self):
+        try:
+            import array_api_compat.torch as xp
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise DeviceUnavailableError(
+                "device='torch:...' needs PyTorch: pip install torch"
+            ) from e
+        return xp
+
+    def unavailable(self):
+        try:
+            self.xp
+        except DeviceUnavailableError as e:
+            return str(e)
+        return None
+
+    def devices(self):
+        if self.unavailable():
+            return []
+        import torch
+
+        found = [torch.device("cpu")]
+        if torch.cuda.is_available():
+            found += [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        return found
+
+    def parse(self, rest):
+        import torch
+
+        if self.unavailable():
+            raise DeviceUnavailableError(self.unavailable())
+        rest = rest or "cpu"
+        try:
+            dev = torch.device(rest)
+        except RuntimeError as e:
+            raise DeviceError(f"torch does not know the device '{rest}': use 'torch:cpu' or 'torch:cuda:N'") from e
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceUnavailableError(
+                    f"device='torch:{rest}' needs a CUDA build of PyTorch and a CUDA device; "
+                    "torch.cuda.is_available() is False here: use device='torch:cpu'"
+                )
+            dev = torch.device("cuda", dev.index or 0)
+            if dev.index >= torch.cuda.device_count():
+                raise DeviceError(
+                    f"device='torch:{rest}' is out of range: this machine has "
+                    f"{torch.cuda.device_count()} CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
+                )
+        elif dev.type != "cpu":
+            raise DeviceError(f"portanet's torch backend runs on 'torch:cpu' or 'torch:cuda:N', not '{rest}'")
+        return dev
+
+    def label(self, native):
+        return f"torch:{native.type}" + (f":{native.index}" if native.type == "cuda" else "")
+
+    def array_types(self):
+        import torch
+
+        return (torch.Tensor,)
+
+    def asarray(self, host, native, dtype=None, copy=None):
+        import torch
+
+        if isinstance(host, torch.Tensor):
+            t = host
+        else:
+            h = np.asarray(host)
+            # from_numpy shares memory; a copy keeps in-place updates away from the user's array
+            t = torch.from_numpy(h.copy() if copy or not h.flags.writeable else h)
+            copy = False
+        t = t.to(device=native, dtype=dtype)
+        return t.clone() if copy else t
+
+    def to_host(self, a):
+        return a.detach().cpu().numpy()
+
+    def rng(self, seed, native):
+        return TorchGenerator(seed, native)
+
+    def synchronize(self, native):
+        if native.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(native)
+
+    def free_memory(self, native):
+        if native.type == "cuda":
+            import torch
+
+            return torch.cuda.mem_get_info(native)[0]
+        return None
+
+
+BACKEND = TorchBackend()

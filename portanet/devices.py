@@ -1,0 +1,193 @@
+"""Devices: one object that says where arrays live and which library computes on them.
+
+``device("cpu")`` -> NumPy, ``device("gpu")`` / ``"gpu:1"`` / ``"cuda"`` -> CuPy,
+``device("auto")`` -> the GPU when one is usable, else the CPU; backend-qualified specs
+(``"torch:cpu"``, ``"strict:device1"``) reach the other backends.
+"""
+from __future__ import annotations
+
+import os
+
+from . import backends
+from . import random as _random
+from .errors import DeviceError, DeviceMismatchError
+
+VALID_SPECS = ("cpu", "gpu", "gpu:N", "cuda", "cuda:N", "auto", "numpy", "cupy", "cupy:N",
+               "torch", "torch:cpu", "torch:cuda:N", "strict", "strict:CPU_DEVICE", "strict:device1")
+_FLOAT_NAMES = ("float32", "float64")
+
+
+class Device:
+    """Where arrays live. ``xp`` is the Array API namespace that computes there.
+
+    asarray(host, dtype=None, copy=None)  host array -> array on this device
+    to_host(a)                            array on this device -> NumPy
+    rng(seed=None)                        a seeded Generator drawing on this device
+    synchronize()                         wait for queued work (no-op on CPU)
+    """
+
+    __slots__ = ("backend", "native", "label", "xp", "_types", "_floats", "_key")
+
+    def __init__(self, backend, native):
+        self.backend = backend
+        self.native = native
+        self.label = backend.label(native)
+        self.xp = backend.xp
+        self._types = backend.array_types()
+        self._floats = {backend.dtype(n): n for n in _FLOAT_NAMES}
+        self._key = (backend.name, self.label)
+
+    # -- identity -----------------------------------------------------------------------
+    def __str__(self):
+        return self.label
+
+    def __repr__(self):
+        return f"Device('{self.label}')"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            try:
+                other = device(other)
+            except (DeviceError, RuntimeError):
+                return False
+        return isinstance(other, Device) and other._key == self._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __reduce__(self):
+        # a Device pickles (for multiprocessing, copy.deepcopy) as its spec
+        return (device, (self.label,))
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.backend.is_gpu or self.label.startswith("torch:cuda")
+
+    # -- arrays -------------------------------------------------------------------------
+    def asarray(self, host, dtype=None, copy=None):
+        return self.backend.asarray(host, self.native, self.dtype(dtype) if dtype is not None else None, copy)
+
+    def to_host(self, a):
+        return self.backend.to_host(a)
+
+    def rng(self, seed=None):
+        """A generator on this device: seeded with ``seed``, or the device's default one."""
+        if seed is None:
+            return _random.default_generator(self)
+        return self.backend.rng(seed, self.native)
+
+    def synchronize(self):
+        self.backend.synchronize(self.native)
+
+    def free_memory(self):
+        return self.backend.free_memory(self.native)
+
+    def dtype(self, spec):
+        """'float32' | 'float64' | a dtype of this backend -> this backend's dtype object."""
+        if spec is None:
+            spec = "float32"
+        if isinstance(spec, str):
+            if spec not in _FLOAT_NAMES:
+                raise TypeError(f"dtype must be 'float32' or 'float64', got '{spec}'")
+            return self.backend.dtype(spec)
+        if spec in self._floats:
+            return spec
+        name = getattr(spec, "__name__", None) or str(spec).rsplit(".", 1)[-1]
+        if name in _FLOAT_NAMES:
+            return self.backend.dtype(name)
+        raise TypeError(f"dtype must be float32 or float64, got {spec}")
+
+    def dtype_name(self, dt) -> str:
+        return self._floats.get(dt) or str(dt).rsplit(".", 1)[-1]
+
+    def is_float(self, dt) -> bool:
+        return dt in self._floats
+
+    # -- checks -------------------------------------------------------------------------
+    def holds(self, a) -> bool:
+        """True when ``a`` is an array of this device's library on this device (cheap)."""
+        return isinstance(a, self._types) and self.backend.same_device(a, self.native)
+
+    def check(self, a, where: str, fix: str = "") -> None:
+        if not self.holds(a):
+            raise DeviceMismatchError(f"{where} is on {self.label} but got {describe(a)}: "
+                                      + (fix or f"move it with {self!r}.asarray(x), or pass device='{self.label}' "
+                                         "to the DataLoader"))
+
+
+def describe(a) -> str:
+    """'a numpy.ndarray on cpu', 'a torch.Tensor on torch:cpu', 'a list' ..."""
+    t = type(a)
+    name = f"{t.__module__.split('.')[0]}.{t.__name__}"
+    for bname in ("numpy", "cupy", "torch", "strict"):
+        try:
+            b = backends.get(bname)
+            if b.unavailable() is None and isinstance(a, b.array_types()):
+                return f"a {name} on {b.label(b.device_of(a))}"
+        except Exception:
+            continue
+    return f"a {name}"
+
+
+def device_of(a) -> Device:
+    """The Device an array lives on (any backend's array)."""
+    for bname in backends.NAMES:
+        b = backends.get(bname)
+        if b.unavailable() is None and isinstance(a, b.array_types()):
+            return device(b.label(b.device_of(a)))
+    raise DeviceMismatchError(f"expected an array of numpy, cupy, torch or array-api-strict, got {describe(a)}")
+
+
+_cache: dict[str, Device] = {}
+_default_spec: str | None = None
+
+
+def set_default_device(spec) -> Device:
+    """Set the device used by objects created without ``device=``. Returns it."""
+    global _default_spec
+    d = device(spec)
+    _default_spec = d
+    return d
+
+
+def default_device() -> Device:
+    if _default_spec is not None:
+        return _default_spec
+    return device(os.environ.get("PORTANET_DEVICE") or "cpu")
+
+
+def device(spec=None) -> Device:
+    """Resolve a device spec (or a Device, or None for the default) into a Device."""
+    if spec is None:
+        return default_device()
+    if isinstance(spec, Device):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'gpu', or a portanet Device; got {spec!r}")
+    key = spec.strip().lower()
+    if key in _cache:
+        return _cache[key]
+    d = _resolve(spec.strip())
+    _cache[key] = d
+    return d
+
+
+def _resolve(spec: str) -> Device:
+    low = spec.lower()
+    if low == "auto":
+        gpu = backends.get("cupy")
+        return _make("cupy", "0") if gpu.unavailable() is None else _make("numpy", None)
+    if low == "cpu":
+        return _make("numpy", None)
+    for alias in ("gpu", "cuda", "cupy"):
+        if low == alias or low.startswith(alias + ":"):
+            return _make("cupy", low[len(alias) + 1:] if ":" in low else None)
+    name, _, rest = spec.partition(":")
+    if name.lower() in ("numpy", "torch", "strict"):
+        return _make(name.lower(), rest or None)
+    raise DeviceError(f"unknown device '{spec}': use one of {', '.join(repr(s) for s in VALID_SPECS)}")
+
+
+def _make(backend_name, rest) -> Device:
+    b = backends.get(backend_name)
+    return Device(b, b.parse(rest))

@@ -1,0 +1,57 @@
+"""Affine layers."""
+from __future__ import annotations
+
+from .. import init as initializers
+from ..module import Module, Parameter, check_features, check_float
+
+
+def _positive(name, value, owner):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{owner} needs {name} to be a positive int, got {value!r}")
+
+
+class Dense(Module):
+    """y = x @ W + b.   x: (batch, in_features) -> y: (batch, out_features).
+
+    weight: (in_features, out_features), drawn by ``init`` (default "glorot_uniform", i.e. Xavier;
+    pass init="he_normal" for deep ReLU nets). bias: (out_features,), zeros.
+    """
+
+    can_skip_input_grad = True
+
+    def __init__(self, in_features, out_features, bias=True, init=None, device=None, dtype=None):
+        _positive("in_features", in_features, "Dense")
+        _positive("out_features", out_features, "Dense")
+        super().__init__(device)
+        self.in_features, self.out_features = in_features, out_features
+        dt = self._device.dtype(dtype)
+        draw = initializers.get(init or "glorot_uniform")
+        self.weight = Parameter(draw((in_features, out_features), device=self._device, dtype=dt))
+        self.bias = Parameter(initializers.zeros((out_features,), device=self._device, dtype=dt)) if bias else None
+        self._x = None
+
+    def forward(self, x):
+        w = self.weight.data
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            check_features(self, x, self.in_features)
+        if x.dtype != w.dtype:
+            check_float(self, x, w.dtype)
+        self._x = x
+        y = x @ w
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, dy, input_grad=True):
+        x = self._x
+        self._needs_forward(x)
+        self.weight.accumulate(x.T @ dy)
+        if self.bias is not None:
+            self.bias.accumulate(self.xp.sum(dy, axis=0))
+        return dy @ self.weight.data.T if input_grad else None
+
+    def extra_repr(self):
+        return f"{self.in_features} -> {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+
+
+Linear = Dense

@@ -1,0 +1,48 @@
+"""Inverted dropout."""
+from __future__ import annotations
+
+from .. import random as _random
+from ..module import Module
+
+
+class Dropout(Module):
+    """Zeroes each element with probability p during training and scales the rest by 1/(1-p),
+    so evaluation needs no rescaling. Identity in eval mode. The mask is drawn on the device
+    from this layer's own generator (seeded by ``seed``, else from ``portanet.seed``)."""
+
+    def __init__(self, p=0.5, seed=None, device=None):
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout p is the probability of dropping a unit and must be in [0, 1); got {p!r}. "
+                             "p=0 disables dropout")
+        super().__init__(device)
+        self.p = float(p)
+        self.seed = _random.next_seed() if seed is None else int(seed)
+        self._gen = None
+        self._mask = None
+
+    @property
+    def generator(self):
+        if self._gen is None:
+            object.__setattr__(self, "_gen", self._device.rng(self.seed))
+        return self._gen
+
+    def _moved(self):
+        self._gen = None
+        self.seed = _random.next_seed()
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self._mask = 1.0
+            return x
+        keep = 1.0 - self.p
+        mask = self.generator.bernoulli(tuple(x.shape), keep, x.dtype)
+        mask *= 1.0 / keep
+        self._mask = mask
+        return x * mask
+
+    def backward(self, dy):
+        self._needs_forward(self._mask)
+        return dy * self._mask
+
+    def extra_repr(self):
+        return f"p={self.p}"

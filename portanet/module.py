@@ -1,0 +1,370 @@
+"""Module, Parameter, Sequential: parameters, train/eval mode, devices, state dicts, summaries."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from . import devices
+from .errors import CheckpointError, NotFittedError, ShapeError
+
+
+class Parameter:
+    """A trainable array. ``data`` lives on the module's device; ``grad`` is None until a
+    backward pass accumulates into it, and ``zero_grad()`` sets it back to None."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.data.shape:
+            n *= s
+        return n
+
+    def accumulate(self, g):
+        """grad += g (the first contribution is taken as is, without a zero-fill pass)."""
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base of every layer and model.
+
+    forward(x) computes and keeps what backward needs; backward(dy) returns dL/dx and
+    accumulates dL/dparam into each Parameter's ``grad``. ``module(x)`` checks that x lives on
+    the module's device, then runs forward.
+    """
+
+    generator = None        # modules that draw randomness in forward (Dropout) expose their Generator
+
+    def __init__(self, device=None):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_device", devices.device(device))
+
+    def __setattr__(self, name, value):
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- computing ----------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dy)")
+
+    def __call__(self, x):
+        if not self._device.holds(x):
+            self._device.check(x, f"{self!r}")
+        return self.forward(x)
+
+    def _needs_forward(self, saved):
+        if saved is None:
+            raise NotFittedError(f"{self!r}.backward() was called before forward(): "
+                                 "run the model on a batch first (y = model(x)), then backward")
+
+    # -- device and dtype -----------------------------------------------------------------
+    @property
+    def device(self) -> devices.Device:
+        return self._device
+
+    @property
+    def xp(self):
+        return self._device.xp
+
+    def to(self, device=None, dtype=None):
+        """Move parameters and buffers to ``device`` (through the host) and/or cast them to
+        ``dtype``. Gradients are dropped. Returns self."""
+        new = self._device if device is None else devices.device(device)
+        for m in self.modules():
+            old = m._device
+            for store in (m._parameters, m._buffers):
+                for key, item in store.items():
+                    arr = item.data if isinstance(item, Parameter) else item
+                    dt = new.dtype(dtype) if dtype is not None and old.is_float(arr.dtype) else None
+                    if new == old and dt is None:
+                        continue
+                    host = old.to_host(arr)
+                    moved = new.asarray(host, dtype=dt if dt is not None else
+                                        (new.dtype(old.dtype_name(arr.dtype)) if old.is_float(arr.dtype) else None))
+                    if isinstance(item, Parameter):
+                        item.data, item.grad = moved, None
+                    else:
+                        store[key] = moved
+                        object.__setattr__(m, key, moved)
+            if new != old:
+                object.__setattr__(m, "_device", new)
+                m._moved()
+        return self
+
+    def _moved(self):
+        """Hook: the module now lives on a new device (drop device-bound caches)."""
+
+    # -- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def register_buffer(self, name, array):
+        """A non-trainable array that belongs to the model's state (BatchNorm running statistics)."""
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    def _set_buffer(self, name, array):
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    def named_buffers(self, prefix=""):
+        for mname, m in self.named_modules(prefix):
+            for bname, b in m._buffers.items():
+                yield (f"{mname}.{bname}" if mname else bname), b
+
+    def named_generators(self):
+        """(name, Generator) for modules that draw randomness in forward (Dropout)."""
+        for mname, m in self.named_modules():
+            gen = getattr(m, "generator", None)
+            if gen is not None:
+                yield mname, gen
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """Parameters and buffers as host NumPy arrays: device-neutral, safe to save anywhere."""
+        out = OrderedDict()
+        for name, p in self.named_parameters():
+            out[name] = self._device.to_host(p.data).copy()
+        for name, b in self.named_buffers():
+            out[name] = self._device.to_host(b).copy()
+        return out
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy host arrays into the parameters and buffers, onto this module's device.
+
+        Everything is checked before anything is written, so a failed load leaves the model as it was.
+        """
+        targets = OrderedDict()
+        for name, p in self.named_parameters():
+            targets[name] = ("param", p)
+        for mname, m in self.named_modules():
+            for bname in m._buffers:
+                targets[f"{mname}.{bname}" if mname else bname] = ("buffer", (m, bname))
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            if unexpected:
+                parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+            raise CheckpointError(f"state does not fit {type(self).__name__}: {'; '.join(parts)}. "
+                                  "Build the same architecture that saved it, or pass strict=False")
+        staged = []
+        for name, (kind, target) in targets.items():
+            if name not in state:
+                continue
+            value = state[name]
+            current = target.data if kind == "param" else target[0]._buffers[target[1]]
+            shape = tuple(getattr(value, "shape", ()))
+            if shape != tuple(current.shape):
+                raise CheckpointError(f"'{name}' has shape {shape} in the saved state but {tuple(current.shape)} "
+                                      "in this model: the checkpoint is for a different architecture")
+            kind_char = getattr(getattr(value, "dtype", None), "kind", "?")
+            if kind_char not in "fiub":
+                raise CheckpointError(f"'{name}' holds {getattr(value, 'dtype', type(value))} data; "
+                                      "only numeric arrays can be loaded")
+            dt = current.dtype
+            staged.append((kind, target, self._device.asarray(value, dtype=dt if self._device.is_float(dt) else None,
+                                                              copy=True)))
+        for kind, target, arr in staged:
+            if kind == "param":
+                target.data, target.grad = arr, None
+            else:
+                target[0]._set_buffer(target[1], arr)
+        return self
+
+    # -- description ----------------------------------------------------------------------
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def summary(self, input_shape=None, print_fn=print) -> str:
+        """A table of layers, output shapes and parameter counts. ``input_shape`` excludes the
+        batch axis (e.g. (28, 28)); without it, the first layer's ``in_features`` is used."""
+        layers = list(self._modules.values()) or [self]
+        shape = input_shape
+        if shape is None:
+            first = next((m for m in self.modules() if hasattr(m, "in_features")), None)
+            shape = (first.in_features,) if first is not None else None
+        rows = []
+        if shape is not None:
+            xp = self.xp
+            x = xp.zeros((2, *tuple(shape)), dtype=self._param_dtype(), device=self._device.native)
+            was_training = self.training
+            self.eval()
+            try:
+                for layer in layers:
+                    x = layer.forward(x)
+                    rows.append((repr(layer), "(None, " + ", ".join(str(s) for s in x.shape[1:]) + ")",
+                                 layer.num_parameters()))
+            finally:
+                self.train(was_training)
+        else:
+            rows = [(repr(layer), "?", layer.num_parameters()) for layer in layers]
+        w0 = max([len(r[0]) for r in rows] + [5])
+        w1 = max([len(r[1]) for r in rows] + [12])
+        lines = [f"{'Layer':<{w0}}  {'Output shape':<{w1}}  {'Params':>10}", "-" * (w0 + w1 + 14)]
+        lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>10,}" for a, b, c in rows]
+        lines += ["-" * (w0 + w1 + 14),
+                  f"Total parameters: {self.num_parameters():,}   device: {self._device}"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def _param_dtype(self):
+        for p in self.parameters():
+            return p.data.dtype
+        return self._device.dtype("float32")
+
+
+class Sequential(Module):
+    """Layers applied in order. ``Sequential(Dense(784, 100), Sigmoid(), Dense(100, 10), device="cpu")``.
+
+    With ``device=``, every layer is moved there; without it, the layers must already agree.
+    """
+
+    can_skip_input_grad = True
+
+    def __init__(self, *layers, device=None):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential takes portanet Modules; item {i} is {type(layer).__name__}")
+        if device is None:
+            seen = {layer.device for layer in layers if layer.parameters()} or {layer.device for layer in layers}
+            if len(seen) > 1:
+                where = ", ".join(f"{i}: {layer.device}" for i, layer in enumerate(layers))
+                raise ValueError(f"Sequential's layers are on different devices ({where}): "
+                                 "pass device= to Sequential to put them all in one place")
+            device = next(iter(seen)) if seen else None
+        super().__init__(device)
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+        self.layers = list(layers)
+        self.to(self._device)
+
+    def __setattr__(self, name, value):
+        if name == "layers":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def to(self, device=None, dtype=None):
+        target = self._device if device is None else devices.device(device)
+        for layer in getattr(self, "layers", []):
+            layer.to(target, dtype)
+        object.__setattr__(self, "_device", target)
+        return self
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, input_grad: bool = True):
+        """Backpropagate dL/d(output) through every layer. Returns dL/dx, or None with
+        ``input_grad=False`` (the first layer then skips its input gradient: one GEMM less)."""
+        layers = self.layers
+        for layer in reversed(layers[1:]):
+            dy = layer.backward(dy)
+        first = layers[0]
+        if not input_grad and getattr(first, "can_skip_input_grad", False):
+            return first.backward(dy, input_grad=False)
+        return first.backward(dy)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"
+
+
+def check_features(layer, x, expected: int, what: str = "features"):
+    """Shared check for layers that take (batch, features) input."""
+    if x.ndim != 2:
+        fix = "flatten images first (add Flatten() before it)" if x.ndim > 2 else "add a batch axis (x[None, :])"
+        raise ShapeError(f"{layer!r} got input of shape {tuple(x.shape)}; it expects (batch, {expected}): {fix}.")
+    if x.shape[1] != expected:
+        raise ShapeError(f"{layer!r} got input of shape {tuple(x.shape)}; it expects (batch, {expected}) "
+                         f"{what}: check the previous layer's output size or the data's feature count.")
+
+
+def check_float(layer, x, dtype):
+    if x.dtype != dtype:
+        dev = layer.device
+        if not dev.is_float(x.dtype):
+            raise TypeError(f"{layer!r} got {x.dtype} input; it computes in {dev.dtype_name(dtype)}: convert first "
+                            f"(x.astype(float32) / 255 for images; DataLoader does this for you)")
+        raise TypeError(f"{layer!r} holds {dev.dtype_name(dtype)} parameters but got {dev.dtype_name(x.dtype)} "
+                        f"input: portanet never upcasts silently; convert the input, or build the layer with "
+                        f"dtype='{dev.dtype_name(x.dtype)}' (model.to(dtype='{dev.dtype_name(x.dtype)}'))")

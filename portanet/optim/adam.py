@@ -1,0 +1,60 @@
+"""Adam and AdamW (decoupled weight decay)."""
+from __future__ import annotations
+
+import math
+
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Kingma & Ba's Adam, as PyTorch computes it:
+
+        g = grad + weight_decay * w          (L2 penalty; AdamW decouples it instead)
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    amsgrad=True uses the running maximum of v.
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 **unknown):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad), unknown)
+
+    def _update(self, p, g, state, group):
+        xp = self.xp
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if wd:
+            if self._decoupled:
+                p.data *= 1.0 - lr * wd
+            else:
+                g = g + wd * p.data
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] = t = state["step"] + 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], v)
+            v = vmax
+        denom = xp.sqrt(v) * (1.0 / math.sqrt(1.0 - b2 ** t))
+        denom += eps
+        p.data -= (lr / (1.0 - b1 ** t)) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w *= 1 - lr * weight_decay, then Adam."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 **unknown):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, **unknown)
