@@ -101,7 +101,7 @@ class TorchBackend(Backend):
                     f"{torch.cuda.device_count()} CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
                 )
         elif dev.type != "cpu":
-            raise DeviceError(f"portanet's torch backend runs on 'torch:cpu' or 'torch:cuda:N', not '{rest}'")
+            raise DeviceError(f"portanet's torch backend has no '{rest}' device: use 'torch:cpu' or 'torch:cuda:N'")
         return dev
 
     def label(self, native):

@@ -34,7 +34,12 @@ class Device:
         self.label = backend.label(native)
         self.xp = backend.xp
         self._types = backend.array_types()
-        self._floats = {backend.dtype(n): n for n in _FLOAT_NAMES}
+        # both the namespace's dtype objects and what arrays report (np.float32 vs dtype('float32'))
+        self._floats = {}
+        for n in _FLOAT_NAMES:
+            dt = backend.dtype(n)
+            self._floats[dt] = n
+            self._floats[backend.xp.empty((0,), dtype=dt, device=native).dtype] = n
         self._key = (backend.name, self.label)
 
     # -- identity -----------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Device specs, their errors, host round trips and seeded generators."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portanet as pn
+from portanet import backends
+
+
+@pytest.mark.parametrize("spec,label", [("cpu", "cpu"), ("numpy", "cpu"), ("CPU", "cpu"), ("strict", "strict:CPU_DEVICE"),
+                                        ("strict:device1", "strict:device1"), ("torch", "torch:cpu"),
+                                        ("torch:cpu", "torch:cpu")])
+def test_specs_resolve(spec, label):
+    d = pn.device(spec)
+    assert str(d) == label and repr(d) == f"Device('{label}')"
+    assert d == pn.device(label) and hash(d) == hash(pn.device(label)) and d == label
+    assert pn.device(d) is d
+
+
+def test_auto_is_cpu_without_a_gpu():
+    expected = "gpu:0" if backends.get("cupy").unavailable() is None else "cpu"
+    assert str(pn.device("auto")) == expected
+
+
+def test_devices_differ():
+    assert pn.device("strict:device1") != pn.device("strict") and pn.device("cpu") != pn.device("torch:cpu")
+
+
+@pytest.mark.parametrize("spec", ["tpu", "gpu0", "strict:device9", "numpy:3", "torch:mps", "gpu:-1"])
+def test_unknown_specs_name_the_valid_ones(spec):
+    if spec.startswith("gpu:") and backends.get("cupy").unavailable():
+        with pytest.raises(pn.DeviceUnavailableError):
+            pn.device(spec)
+        return
+    with pytest.raises(pn.DeviceError) as e:
+        pn.device(spec)
+    assert "'" in str(e.value) and ("use" in str(e.value) or "has" in str(e.value) or "start" in str(e.value))
+
+
+@pytest.mark.skipif(backends.get("cupy").unavailable() is None, reason="a GPU is usable here")
+@pytest.mark.parametrize("spec", ["gpu", "cuda", "gpu:1", "cuda:0", "cupy"])
+def test_gpu_without_cuda_quotes_cupy_and_says_the_fix(spec):
+    with pytest.raises(pn.DeviceUnavailableError) as e:
+        pn.device(spec)
+    msg = str(e.value)
+    assert "device='gpu' needs CuPy and a CUDA device" in msg
+    assert "CuPy is installed but reports:" in msg or "pip install 'portanet[gpu]'" in msg
+
+
+def test_torch_cuda_without_cuda_says_so():
+    with pytest.raises(pn.DeviceUnavailableError, match="torch:cpu"):
+        pn.device("torch:cuda:0")
+
+
+def test_non_string_spec_is_a_type_error():
+    with pytest.raises(TypeError, match="device must be a string"):
+        pn.device(3)
+
+
+def test_default_device_from_setter_and_env(tmp_path):
+    try:
+        pn.set_default_device("strict:device1")
+        assert pn.Dense(2, 2).device == pn.device("strict:device1")
+    finally:
+        pn.set_default_device("cpu")
+    code = "import portanet as pn; print(pn.Dense(2, 2).device)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PORTANET_DEVICE": "torch:cpu"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "torch:cpu"
+
+
+def test_host_round_trip_and_dtype(ctx):
+    host = np.arange(6, dtype=np.float64).reshape(2, 3)
+    a = ctx.device.asarray(host, dtype=ctx.dtype_name)
+    assert ctx.device.holds(a) and a.dtype == ctx.dtype
+    back = ctx.device.to_host(a)
+    assert isinstance(back, np.ndarray) and back.dtype == np.dtype(ctx.dtype_name)
+    np.testing.assert_array_equal(back, host)
+    labels = ctx.device.asarray(np.array([1, 2], dtype=np.int64))
+    assert ctx.device.to_host(labels).dtype == np.int64
+    ctx.device.synchronize()
+
+
+def test_generators_are_seeded_and_restorable(ctx):
+    g1, g2 = ctx.device.rng(5), ctx.device.rng(5)
+    for draw in (lambda g: g.normal((3, 4), ctx.dtype), lambda g: g.uniform((5,), ctx.dtype, -2.0, 3.0),
+                 lambda g: g.bernoulli((4, 4), 0.3, ctx.dtype), lambda g: g.permutation(10)):
+        np.testing.assert_array_equal(ctx.host(draw(g1)), ctx.host(draw(g2)))
+    state = g1.get_state()
+    a = ctx.host(g1.normal((6,), ctx.dtype))
+    g1.set_state(state)
+    np.testing.assert_array_equal(ctx.host(g1.normal((6,), ctx.dtype)), a)
+    u = ctx.host(ctx.device.rng(1).uniform((20000,), ctx.dtype, -2.0, 3.0))
+    assert u.min() >= -2 and u.max() < 3 and abs(u.mean() - 0.5) < 0.05
+    n = ctx.host(ctx.device.rng(2).normal((20000,), ctx.dtype, 1.0, 2.0))
+    assert abs(n.mean() - 1) < 0.05 and abs(n.std() - 2) < 0.05
+    assert sorted(ctx.host(ctx.device.rng(3).permutation(50)).tolist()) == list(range(50))
+
+
+def test_numpy_and_strict_draw_the_same_numbers():
+    a = pn.device("cpu").rng(9).normal((4, 4), pn.device("cpu").dtype("float64"))
+    d1 = pn.device("strict:device1")
+    b = d1.rng(9).normal((4, 4), d1.dtype("float64"))
+    np.testing.assert_array_equal(a, d1.to_host(b))
+
+
+def test_seed_makes_models_bit_reproducible(ctx):
+    pn.seed(42)
+    a = pn.Sequential(pn.Dense(5, 4, device=ctx.device), pn.Dropout(0.5, device=ctx.device)).state_dict()
+    pn.seed(42)
+    b = pn.Sequential(pn.Dense(5, 4, device=ctx.device), pn.Dropout(0.5, device=ctx.device)).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
