@@ -33,11 +33,16 @@ class Loss:
         self._cache = None
 
     def __call__(self, pred, target):
+        self.check(pred, target, values=self.check_values)
+        return self.forward(pred, target)
+
+    def check(self, pred, target, values=True):
+        """Raise on arrays of the wrong library, device, dtype or shape; with ``values``, also on
+        data-dependent problems (which reads a flag from the device)."""
         self._check_arrays(pred, target)
         self._check_shapes(pred, target)
-        if self.check_values:
+        if values:
             self._check_values(pred, target)
-        return self.forward(pred, target)
 
     def forward(self, pred, target):
         raise NotImplementedError

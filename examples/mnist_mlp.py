@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Train a 784-256-256-10 ReLU MLP on MNIST or Fashion-MNIST.
+
+    python examples/mnist_mlp.py --dataset fashion-mnist --epochs 10 --device cpu
+
+The last line printed is exactly `test accuracy: NN.NN%`.
+"""
+import argparse
+import os
+import sys
+
+import portanet as pn
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--data-dir", default=None, help="directory with the four IDX files (default: searched)")
+    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, auto, torch:cpu, strict:device1 ...")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-3 for adam, 0.05 for sgd (momentum 0.9)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="save after every epoch; resume from it when it exists")
+    p.add_argument("--plot", default=None, help="write loss/accuracy curves to this PNG")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples (quick runs)")
+    p.add_argument("--verbose", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def build(device):
+    return pn.Sequential(pn.Flatten(), pn.Dense(784, 256), pn.ReLU(), pn.Dense(256, 256), pn.ReLU(),
+                         pn.Dense(256, 10), device=device)
+
+
+def main(argv=None):
+    args = parse(argv)
+    pn.seed(args.seed)
+    load = pn.datasets.load_mnist if args.dataset == "mnist" else pn.datasets.load_fashion_mnist
+    try:
+        (x, y), (xt, yt) = load(args.data_dir)
+    except pn.DatasetError as e:
+        sys.exit(f"error: {e}")
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    device = pn.device(args.device)
+    model = build(device)
+    lr = args.lr or (1e-3 if args.optimizer == "adam" else 0.05)
+    opt = (pn.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
+           else pn.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
+    train = pn.DataLoader(x, y, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=device)
+    test = pn.DataLoader(xt, yt, batch_size=1000, device=device)
+    callbacks = []
+    remaining = args.epochs
+    if args.checkpoint:
+        if os.path.exists(args.checkpoint):
+            try:
+                meta = pn.load(args.checkpoint, model, opt, loader=train)
+            except pn.CheckpointError as e:
+                sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
+            remaining = max(0, args.epochs - int(meta["epoch"]))
+            print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
+        callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
+    print(f"{args.dataset}: {len(x)} training / {len(xt)} test images on {device}; {args.optimizer} lr={lr}")
+    history = pn.fit(model, pn.CrossEntropyLoss(), opt, train, epochs=remaining, val_loader=test,
+                     callbacks=callbacks, verbose=args.verbose)
+    if args.plot and len(history):
+        history.plot(args.plot)
+        print(f"curves written to {args.plot}")
+    acc = pn.evaluate(model, test)["accuracy"]
+    print(f"test accuracy: {100 * acc:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Device-aware mini-batches. Host-side: this file may use NumPy, because host data is NumPy.
+
+``DataLoader(x, y, batch_size, shuffle, device=...)`` yields ``(xb, yb)`` already on the device,
+in the model's dtype. uint8 images travel as uint8 and are converted (and scaled by 1/255) on
+the device, batch by batch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import devices
+from . import random as _random
+from .errors import ShapeError
+
+
+class ArrayDataset:
+    """A Dataset over host arrays: ``ds[i] -> (x[i], y[i])``."""
+
+    def __init__(self, x, y=None):
+        self.x, self.y = np.asarray(x), (None if y is None else np.asarray(y))
+        if self.y is not None and len(self.x) != len(self.y):
+            raise ShapeError(f"x has {len(self.x)} samples but y has {len(self.y)}: they must match one to one")
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return (self.x[i], self.y[i]) if self.y is not None else self.x[i]
+
+
+class DataLoader:
+    """Mini-batches on a device.
+
+    x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset
+                   (``__len__``, ``__getitem__`` returning host arrays) as x with y=None
+    batch_size     samples per batch; the last batch is smaller unless drop_last
+    shuffle        a fresh permutation each epoch, drawn on the host from (seed, epoch): the same seed
+                   gives the same batches on every backend, and resuming at epoch e needs only e
+    device         where batches are delivered (a spec or Device; default: the default device)
+    dtype          float dtype of xb (and of yb when y is floating); integer y stays int64
+    scale          multiplier applied on the device after conversion; default 1/255 for uint8 x, else 1
+    transform      augmentation run on the device per batch (portanet.transforms), e.g.
+                   Compose(RandomShift(2), RandomRotation(10)); give it to training loaders only
+    placement      "device": upload the dataset once and gather batches there (no per-batch copy);
+                   "stream": copy each batch (on CuPy through pinned buffers, asynchronously, one batch
+                   ahead); "auto": "device" when the data take under a quarter of the device's free
+                   memory (always on CPU backends)
+    """
+
+    def __init__(self, x, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None, device=None,
+                 transform=None, placement="auto", dtype="float32", scale=None):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if placement not in ("auto", "device", "stream"):
+            raise ValueError(f"placement must be 'auto', 'device' or 'stream', got {placement!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable (x, rng) -> x, got {type(transform).__name__}")
+        self.device = devices.device(device)
+        self.dtype = self.device.dtype(dtype)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, bool(shuffle), bool(drop_last)
+        self.transform = transform
+        self.seed = _random.next_seed() if seed is None else int(seed)
+        self.epoch = 0
+        self._dataset = None
+        if y is None and not isinstance(x, np.ndarray) and hasattr(x, "__getitem__") and hasattr(x, "__len__") \
+                and not self.device.holds(x):
+            self._dataset = x
+            self._n = len(x)
+            self.x = self.y = None
+            placement = "stream"
+        else:
+            self.x, self.y = self._host(x, "x"), (None if y is None else self._host(y, "y"))
+            self._n = len(self.x)
+            if self.y is not None and len(self.y) != self._n:
+                raise ShapeError(f"x has {self._n} samples but y has {len(self.y)}: they must match one to one")
+        if self._n == 0:
+            raise ValueError("the dataset is empty: a DataLoader needs at least one sample")
+        if self.drop_last and self._n < batch_size:
+            raise ValueError(f"drop_last=True with {self._n} samples and batch_size={batch_size} leaves no batch: "
+                             "use a smaller batch_size or drop_last=False")
+        if scale is None:
+            scale = 1.0 / 255.0 if self.x is not None and self.x.dtype == np.uint8 else 1.0
+        self.scale = float(scale)
+        self.placement = self._choose(placement)
+        self._x_dev = self._y_dev = None
+        if self.placement == "device":
+            self._x_dev = self.device.asarray(self.x)
+            self._y_dev = None if self.y is None else self.device.asarray(self._label_host(self.y))
+
+    # -- setup ----------------------------------------------------------------------------
+    def _host(self, a, name):
+        if isinstance(a, np.ndarray):
+            return a
+        if hasattr(a, "__array_namespace__") and not isinstance(a, (list, tuple)):
+            dev = devices.device_of(a)
+            return dev.to_host(a)
+        a = np.asarray(a)
+        if a.dtype == object:
+            raise TypeError(f"{name} must be a numeric array, got objects")
+        return a
+
+    def _label_host(self, y):
+        if y.dtype.kind in "iub":
+            return y.astype(np.int64, copy=False)
+        if y.dtype.kind == "f":
+            return y
+        raise TypeError(f"y must hold integer labels or float targets, got {y.dtype}")
+
+    def _choose(self, placement):
+        if placement != "auto":
+            return placement
+        free = self.device.free_memory()
+        if free is None:
+            return "device"
+        nbytes = self.x.nbytes + (0 if self.y is None else self.y.nbytes)
+        return "device" if nbytes < free / 4 else "stream"
+
+    # -- iteration ------------------------------------------------------------------------
+    def __len__(self):
+        return self._n // self.batch_size if self.drop_last else math.ceil(self._n / self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return self._n
+
+    def set_epoch(self, epoch: int):
+        """Make the next iteration draw epoch ``epoch``'s permutation (for resuming)."""
+        self.epoch = int(epoch)
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, sd):
+        self.epoch, self.seed = int(sd["epoch"]), int(sd["seed"])
+
+    def _order(self, epoch):
+        if not self.shuffle:
+            return None
+        return np.random.default_rng([self.seed, epoch]).permutation(self._n)
+
+    def label_range(self):
+        """(min, max) of integer labels, read on the host (for checking them once, not per step)."""
+        if self.y is None or self.y.dtype.kind not in "iub" or self.y.ndim != 1:
+            return None
+        return int(self.y.min()), int(self.y.max())
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        order = self._order(epoch)
+        rng = self.device.rng(_mix(self.seed, epoch)) if self.transform is not None else None
+        bs, n = self.batch_size, len(self)
+        spans = [(i * bs, min((i + 1) * bs, self._n)) for i in range(n)]
+        if self.placement == "device":
+            yield from self._device_batches(order, spans, rng)
+        else:
+            yield from self._streamed_batches(order, spans, rng)
+
+    def _finish(self, xb, yb, rng):
+        xp = self.device.xp
+        if xb.dtype != self.dtype:
+            xb = xp.astype(xb, self.dtype)
+            if self.scale != 1.0:
+                xb *= self.scale
+        elif self.scale != 1.0:
+            xb = xb * self.scale
+        if yb is not None and yb.dtype != self.dtype and self.device.is_float(yb.dtype):
+            yb = xp.astype(yb, self.dtype)
+        if rng is not None:
+            xb = self.transform(xb, rng)
+        return xb, yb
+
+    def _device_batches(self, order, spans, rng):
+        xp = self.device.xp
+        X, Y = self._x_dev, self._y_dev
+        idx = None if order is None else self.device.asarray(order)
+        for s, e in spans:
+            if idx is None:
+                xb, yb = X[s:e, ...], (None if Y is None else Y[s:e, ...])
+            else:
+                ib = idx[s:e]
+                xb, yb = xp.take(X, ib, axis=0), (None if Y is None else xp.take(Y, ib, axis=0))
+            yield self._finish(xb, yb, rng)
+
+    def _host_batch(self, order, s, e):
+        ids = np.arange(s, e) if order is None else order[s:e]
+        if self._dataset is not None:
+            items = [self._dataset[int(i)] for i in ids]
+            if isinstance(items[0], tuple):
+                return np.stack([np.asarray(a) for a, _ in items]), self._label_host(
+                    np.stack([np.asarray(b) for _, b in items]))
+            return np.stack([np.asarray(a) for a in items]), None
+        xb = self.x[s:e] if order is None else np.take(self.x, ids, axis=0)
+        yb = None if self.y is None else self._label_host(self.y[s:e] if order is None else np.take(self.y, ids, axis=0))
+        return xb, yb
+
+    def _streamed_batches(self, order, spans, rng):
+        streamer = self.device.backend.streamer(self.device.native)
+
+        def submit(k):
+            xb, yb = self._host_batch(order, *spans[k])
+            return streamer.submit(xb), (None if yb is None else streamer.submit(yb))
+
+        pending = submit(0) if spans else None
+        for k in range(len(spans)):
+            current = pending
+            if k + 1 < len(spans):
+                pending = submit(k + 1)          # the next batch's copy overlaps this batch's compute
+            xh, yh = current
+            xb = streamer.collect(xh)
+            yb = None if yh is None else streamer.collect(yh)
+            yield self._finish(xb, yb, rng)
+
+    def __repr__(self):
+        return (f"DataLoader({self._n} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+                f"device={self.device}, placement={self.placement!r})")
+
+
+def _mix(seed, epoch):
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63)
+
+
+def train_val_split(x, y=None, val_fraction=0.1, seed=None):
+    """Shuffle once (seeded) and split off ``val_fraction`` of the samples, on the host.
+    Returns (x_train, y_train), (x_val, y_val) (or x_train, x_val without y)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    x = np.asarray(x)
+    n = len(x)
+    if y is not None and len(y) != n:
+        raise ShapeError(f"x has {n} samples but y has {len(y)}: they must match one to one")
+    n_val = int(round(n * val_fraction))
+    if n_val == 0 or n_val == n:
+        raise ValueError(f"val_fraction={val_fraction} of {n} samples leaves an empty split")
+    order = np.random.default_rng(_random.next_seed() if seed is None else seed).permutation(n)
+    tr, va = order[n_val:], order[:n_val]
+    if y is None:
+        return x[tr], x[va]
+    y = np.asarray(y)
+    return (x[tr], y[tr]), (x[va], y[va])
+
+
+def one_hot(labels, classes, dtype="float32"):
+    """(n,) integer labels -> (n, classes) one-hot, on the labels' own device (host for NumPy)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(labels)
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"one_hot needs integer labels, got {labels.dtype}")
+    dev = array_api_compat.device(labels)
+    dt = getattr(xp, dtype) if isinstance(dtype, str) else dtype
+    return xp.astype(labels[:, None] == xp.arange(classes, device=dev), dt)
