@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""portanet vs PyTorch eager vs the GEMM-only bound, interleaved epoch by epoch in one process.
+
+    make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick] [--device gpu]
+
+Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data
+of MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32. Each contender runs
+one epoch in turn; the table gives the median seconds per epoch over epochs 2..N and the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import portanet as pn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_data():
+    try:
+        (x, y), (xt, yt) = pn.datasets.load_fashion_mnist(download=False)
+        return x, y, xt, yt, "Fashion-MNIST"
+    except pn.DatasetError:
+        print("warning: Fashion-MNIST not found (apt-get install dataset-fashion-mnist); using synthetic data of "
+              "the same shape", file=sys.stderr)
+        rng = np.random.default_rng(0)
+        return (rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60000),
+                rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10000), "synthetic")
+
+
+def sizes(hidden, depth):
+    return [784] + [hidden] * depth + [10]
+
+
+# -- contenders: each returns (run_one_epoch(epoch), test_accuracy()) ---------------------------------
+def portanet_fit(x, y, xt, yt, hidden, depth, batch, device="cpu", loader=True, seed=0):
+    pn.seed(seed)
+    dev = pn.device(device)
+    dims = sizes(hidden, depth)
+    layers = [pn.Flatten()]
+    for i in range(len(dims) - 1):
+        layers += [pn.Dense(dims[i], dims[i + 1], device=dev)] + ([pn.ReLU(device=dev)] if i < len(dims) - 2 else [])
+    model = pn.Sequential(*layers, device=dev)
+    opt = pn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss = pn.CrossEntropyLoss()
+    train = pn.DataLoader(x, y, batch_size=batch, shuffle=True, seed=seed, device=dev)
+    test = pn.DataLoader(xt, yt, batch_size=1000, device=dev)
+    if loader:
+        def epoch(e):
+            pn.fit(model, loss, opt, train, epochs=1, metrics=(), verbose=0)
+            dev.synchronize()
+    else:
+        xs = dev.asarray(x.reshape(len(x), -1).astype(np.float32) / 255)
+        ys = dev.asarray(y)
+        xp = dev.xp
+        n = len(x)
+
+        def epoch(e):
+            order = dev.asarray(np.random.default_rng([seed, e]).permutation(n))
+            for s in range(0, n, batch):
+                idx = order[s:s + batch]
+                xb, yb = xp.take(xs, idx, axis=0), xp.take(ys, idx, axis=0)
+                value = loss.forward(model[1:].forward(xb) if False else _forward_flat(model, xb), yb)
+                opt.zero_grad()
+                model.backward(loss.backward(), input_grad=False)
+                opt.step()
+            dev.synchronize()
+    return epoch, lambda: pn.evaluate(model, test)["accuracy"], model
+
+
+def _forward_flat(model, xb):
+    for layer in model.layers[1:]:
+        xb = layer.forward(xb)
+    return xb
+
+
+def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    dims = sizes(hidden, depth)
+    layers = []
+    for i in range(len(dims) - 1):
+        lin = torch.nn.Linear(dims[i], dims[i + 1])
+        torch.nn.init.xavier_uniform_(lin.weight)
+        torch.nn.init.zeros_(lin.bias)
+        layers += [lin] + ([torch.nn.ReLU()] if i < len(dims) - 2 else [])
+    tdev = "cuda" if device.startswith("gpu") else "cpu"
+    model = torch.nn.Sequential(*layers).to(tdev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    lossf = torch.nn.CrossEntropyLoss()
+    X = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255).to(tdev)
+    Y = torch.from_numpy(y).to(tdev)
+    XT = torch.from_numpy(xt.reshape(len(xt), -1).astype(np.float32) / 255).to(tdev)
+    n = len(x)
+
+    def epoch(e):
+        order = torch.from_numpy(np.random.default_rng([seed, e]).permutation(n)).to(tdev)
+        for s in range(0, n, batch):
+            idx = order[s:s + batch]
+            opt.zero_grad()
+            lossf(model(X[idx]), Y[idx]).backward()
+            opt.step()
+        if tdev == "cuda":
+            torch.cuda.synchronize()
+
+    def acc():
+        with torch.no_grad():
+            return float((model(XT).argmax(1).cpu().numpy() == yt).mean())
+
+    return epoch, acc
+
+
+def gemm_bound(x, hidden, depth, batch):
+    """The GEMMs of one step at its exact shapes: forward x@W per layer, dW = a.T@g per layer, and
+    dX = g@W.T for every layer but the first."""
+    rng = np.random.default_rng(0)
+    dims = sizes(hidden, depth)
+    W = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(dims[:-1], dims[1:])]
+    A = [rng.standard_normal((batch, d)).astype(np.float32) for d in dims]
+    n_steps = -(-len(x) // batch)
+
+    def epoch(e):
+        for _ in range(n_steps):
+            for i, w in enumerate(W):
+                A[i] @ w
+                A[i].T @ A[i + 1]
+                if i:
+                    A[i + 1] @ w.T
+
+    return epoch
+
+
+def interleave(contenders, epochs):
+    times = {name: [] for name in contenders}
+    for e in range(epochs):
+        for name, fn in contenders.items():
+            t = time.perf_counter()
+            fn(e)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts[1:] if len(ts) > 1 else ts) for name, ts in times.items()}
+
+
+def row(title, med, extra=""):
+    pnt = med["portanet"]
+    cols = [f"{title:34s}", f"portanet {pnt:6.3f}s"]
+    if "pytorch" in med:
+        cols.append(f"pytorch {med['pytorch']:6.3f}s  ratio {pnt / med['pytorch']:.2f}")
+    if "gemm" in med:
+        cols.append(f"gemm-bound {med['gemm']:6.3f}s  ratio {pnt / med['gemm']:.2f}")
+    print("  ".join(cols) + extra, flush=True)
+
+
+def peak_rss(cmd):
+    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    for line in out.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            return int(line.split(":")[1]) / 1024
+    return float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="only the headline rows (a) to (c)")
+    args = p.parse_args()
+    if args.device != "cpu":
+        reason = pn.backends.get("cupy").unavailable()
+        if reason:
+            print(f"bench-gpu skipped: {reason}")
+            return
+    x, y, xt, yt, name = load_data()
+    print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
+          f"device {args.device}\n")
+
+    ep, acc_pn, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
+    tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device)
+    med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(x, 256, 2, 128)}, args.epochs)
+    row("(a-c) 784-256-256-10, batch 128", med,
+        f"  | test acc portanet {100 * acc_pn():.2f}% pytorch {100 * acc_t():.2f}%")
+    if args.quick:
+        return
+    ep, _, _ = portanet_fit(x, y, xt, yt, 100, 1, 32, args.device)
+    tep, _ = torch_eager(x, y, xt, yt, 100, 1, 32, args.device)
+    row("(d) 784-100-10, batch 32", interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(x, 100, 1, 32)},
+                                                max(3, args.epochs // 2)))
+    for hidden, batch in ((256, 128), (1024, 128), (2048, 128), (256, 512), (1024, 512), (2048, 512)):
+        ep, _, _ = portanet_fit(x, y, xt, yt, hidden, 2, batch, args.device)
+        row(f"(e) width {hidden}, batch {batch}",
+            interleave({"portanet": ep, "gemm": gemm_bound(x, hidden, 2, batch)}, 3))
+    ep, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
+    hand, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device, loader=False)
+    med = interleave({"portanet": ep, "hand": hand}, args.epochs)
+    print(f"{'(f) fit+DataLoader vs hand-sliced':34s}  fit {med['portanet']:6.3f}s  hand-sliced {med['hand']:6.3f}s  "
+          f"ratio {med['portanet'] / med['hand']:.3f}", flush=True)
+    if args.device == "cpu":
+        ep, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, "torch:cpu")
+        tep, _ = torch_eager(x, y, xt, yt, 256, 2, 128)
+        med = interleave({"portanet": ep, "pytorch": tep}, max(3, args.epochs // 2))
+        print(f"{'(h) portanet on torch:cpu':34s}  portanet {med['portanet']:6.3f}s  pytorch {med['pytorch']:6.3f}s  "
+              f"ratio {med['portanet'] / med['pytorch']:.2f}", flush=True)
+        if os.path.exists("/usr/bin/time") and name == "Fashion-MNIST":
+            root = os.path.dirname(HERE)
+            a = peak_rss([sys.executable, os.path.join(root, "examples/mnist_mlp.py"), "--dataset", "fashion-mnist",
+                          "--epochs", "1", "--verbose", "0"])
+            b = peak_rss([sys.executable, os.path.join(HERE, "pytorch_mlp.py"), "--epochs", "1"])
+            print(f"{'(g) peak RSS, one epoch':34s}  portanet {a:6.0f} MiB  pytorch {b:6.0f} MiB  ratio {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    main()
