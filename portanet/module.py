@@ -335,14 +335,29 @@ class Sequential(Module):
 
     def backward(self, dy, input_grad: bool = True):
         """Backpropagate dL/d(output) through every layer. Returns dL/dx, or None with
-        ``input_grad=False`` (the first layer then skips its input gradient: one GEMM less)."""
+        ``input_grad=False``: then backpropagation stops at the first layer that has parameters
+        (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited."""
         layers = self.layers
-        for layer in reversed(layers[1:]):
+        if input_grad:
+            for layer in reversed(layers):
+                dy = layer.backward(dy)
+            return dy
+        first = self._first_trainable()
+        if first is None:
+            return None
+        for layer in reversed(layers[first + 1:]):
             dy = layer.backward(dy)
-        first = layers[0]
-        if not input_grad and getattr(first, "can_skip_input_grad", False):
-            return first.backward(dy, input_grad=False)
-        return first.backward(dy)
+        layer = layers[first]
+        if getattr(layer, "can_skip_input_grad", False):
+            return layer.backward(dy, input_grad=False)
+        layer.backward(dy)
+        return None
+
+    def _first_trainable(self):
+        for i, layer in enumerate(self.layers):
+            if layer.parameters():
+                return i
+        return None
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
