@@ -366,6 +366,9 @@ class Sequential(Module):
 
 def check_features(layer, x, expected: int, what: str = "features"):
     """Shared check for layers that take (batch, features) input."""
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one "
+                         "sample; check the slicing or the DataLoader's drop_last")
     if x.ndim != 2:
         fix = "flatten images first (add Flatten() before it)" if x.ndim > 2 else "add a batch axis (x[None, :])"
         raise ShapeError(f"{layer!r} got input of shape {tuple(x.shape)}; it expects (batch, {expected}): {fix}.")

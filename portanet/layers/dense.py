@@ -32,7 +32,7 @@ class Dense(Module):
 
     def forward(self, x):
         w = self.weight.data
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
             check_features(self, x, self.in_features)
         if x.dtype != w.dtype:
             check_float(self, x, w.dtype)

@@ -1,0 +1,243 @@
+"""The bad-input battery: every case asserts the exception type and that the message names the
+problem and the fix. None may surface as a bare error from inside an array library."""
+import gzip
+import traceback
+
+import numpy as np
+import pytest
+import torch
+
+import portanet as pn
+from portanet import backends
+from portanet.datasets import read_idx, write_idx
+
+F32 = np.float32
+NO_GPU = backends.get("cupy").unavailable() is not None
+
+
+def images(n=4):
+    return np.zeros((n, 784), F32)
+
+
+def trained_dense():
+    d = pn.Dense(3, 2)
+    d(np.ones((2, 3), F32))
+    return d
+
+
+def ckpt(tmp_path, model=None):
+    m = model or pn.Sequential(pn.Dense(4, 8), pn.ReLU(), pn.Dense(8, 3))
+    path = tmp_path / "c.npz"
+    pn.save(path, m, pn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
+    return path
+
+
+def ce(pred, target):
+    return pn.CrossEntropyLoss()(pred, target)
+
+
+def fit_with(loader_kwargs=None, model=None, **fit_kwargs):
+    model = model or pn.Sequential(pn.Dense(2, 3))
+    x = np.zeros((8, 2), F32)
+    y = np.zeros(8, np.int64)
+    loader = pn.DataLoader(x, y, batch_size=4, **(loader_kwargs or {}))
+    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0, **fit_kwargs)
+
+
+def write_bad_idx(tmp_path, mutate):
+    p = tmp_path / "images-idx3-ubyte"
+    write_idx(p, np.zeros((5, 28, 28), np.uint8))
+    p.write_bytes(mutate(p.read_bytes()))
+    return p
+
+
+CASES = [
+    # -- layers: shapes, ranks, dtypes, empty batches ---------------------------------------------------------
+    ("wrong feature count", lambda t: pn.Dense(784, 256)(np.zeros((128, 100), F32)), pn.ShapeError,
+     r"expects \(batch, 784\).*check the previous layer's output size"),
+    ("images into Dense", lambda t: pn.Dense(784, 256)(np.zeros((128, 28, 28), F32)), pn.ShapeError,
+     r"shape \(128, 28, 28\).*add Flatten\(\) before it"),
+    ("1-D input", lambda t: pn.Dense(3, 2)(np.zeros(3, F32)), pn.ShapeError, r"add a batch axis"),
+    ("integer input", lambda t: pn.Dense(784, 10)(np.zeros((2, 784), np.uint8)), TypeError,
+     r"got uint8 input.*astype\(float32\) / 255"),
+    ("boolean input", lambda t: pn.Dense(3, 2)(np.zeros((2, 3), bool)), TypeError, r"got bool input.*convert first"),
+    ("float64 into float32", lambda t: pn.Dense(3, 2)(np.zeros((2, 3))), TypeError,
+     r"never upcasts.*dtype='float64'"),
+    ("empty batch into Dense", lambda t: pn.Dense(3, 2)(np.zeros((0, 3), F32)), pn.ShapeError,
+     r"empty batch.*at least one sample"),
+    ("Maxout features", lambda t: pn.Maxout(5, 3, 2)(np.zeros((2, 4), F32)), pn.ShapeError, r"\(batch, 5\)"),
+    ("BatchNorm features", lambda t: pn.BatchNorm1d(5)(np.zeros((2, 4), F32)), pn.ShapeError, r"\(batch, 5\)"),
+    ("BatchNorm batch of one", lambda t: pn.BatchNorm1d(3)(np.zeros((1, 3), F32)), pn.ShapeError,
+     r"at least 2.*drop_last=True.*model.eval\(\)"),
+    ("PReLU per-feature", lambda t: pn.PReLU(5)(np.zeros((2, 4), F32)), pn.ShapeError, r"one slope per feature"),
+    ("Dense size zero", lambda t: pn.Dense(0, 5), ValueError, r"in_features to be a positive int"),
+    ("Sequential of non-modules", lambda t: pn.Sequential(pn.Dense(2, 2), "relu"), TypeError,
+     r"takes portanet Modules; item 1 is str"),
+    ("Dropout p = 1", lambda t: pn.Dropout(1.0), ValueError, r"must be in \[0, 1\).*p=0 disables"),
+    ("Dropout p < 0", lambda t: pn.Dropout(-0.1), ValueError, r"must be in \[0, 1\)"),
+    # -- losses: labels, targets, probabilities ---------------------------------------------------------------
+    ("labels out of range", lambda t: ce(np.zeros((3, 10), F32), np.array([1, 10, 2])), ValueError,
+     r"labels in \[1, 10\] but the model has 10 classes.*give the last layer more outputs"),
+    ("negative labels", lambda t: ce(np.zeros((3, 10), F32), np.array([-1, 0, 2])), ValueError,
+     r"labels in \[-1, 2\].*labels 0..9"),
+    ("labels of the wrong shape", lambda t: ce(np.zeros((3, 10), F32), np.zeros((3, 1), np.int64)), pn.ShapeError,
+     r"labels of shape \(3,\).*flatten them"),
+    ("probability targets of the wrong shape", lambda t: ce(np.zeros((3, 10), F32), np.zeros((3, 9), F32)),
+     pn.ShapeError, r"shaped like the scores \(3, 10\)"),
+    ("scores without a class axis", lambda t: ce(np.zeros(3, F32), np.zeros(3, np.int64)), pn.ShapeError,
+     r"\(batch, classes\)"),
+    ("NLL labels out of range", lambda t: pn.NLLLoss()(np.zeros((2, 3), F32), np.array([0, 3])), ValueError,
+     r"labels 0..2"),
+    ("BCE on logits", lambda t: pn.BCELoss()(np.array([[2.0]], F32), np.array([[1.0]], F32)), ValueError,
+     r"probabilities in \[0, 1\].*add a Sigmoid\(\).*BCEWithLogitsLoss"),
+    ("BCE targets outside [0,1]", lambda t: pn.BCELoss()(np.array([[0.5]], F32), np.array([[2.0]], F32)),
+     ValueError, r"targets in \[0, 1\]"),
+    ("BCEWithLogits targets", lambda t: pn.BCEWithLogitsLoss()(np.zeros((1, 1), F32), np.full((1, 1), -1, F32)),
+     ValueError, r"targets in \[0, 1\]"),
+    ("MSE shapes", lambda t: pn.MSELoss()(np.zeros((4, 1), F32), np.zeros(4, F32)), pn.ShapeError,
+     r"one shape.*y\[:, None\]"),
+    ("MSE integer targets", lambda t: pn.MSELoss()(np.zeros((4, 1), F32), np.zeros((4, 1), np.int64)), TypeError,
+     r"floating-point targets.*astype"),
+    ("loss on an empty batch", lambda t: pn.MSELoss()(np.zeros((0, 1), F32), np.zeros((0, 1), F32)),
+     pn.ShapeError, r"empty batch"),
+    ("loss on lists", lambda t: pn.MSELoss()([1.0], [1.0]), TypeError, r"model's output array"),
+    # -- data ---------------------------------------------------------------------------------------------------
+    ("batch_size 0", lambda t: pn.DataLoader(images(), batch_size=0), ValueError, r"positive int, got 0"),
+    ("batch_size negative", lambda t: pn.DataLoader(images(), batch_size=-5), ValueError, r"positive int, got -5"),
+    ("batch_size float", lambda t: pn.DataLoader(images(), batch_size=2.5), ValueError, r"positive int, got 2.5"),
+    ("empty dataset", lambda t: pn.DataLoader(images(0), np.zeros(0)), ValueError, r"dataset is empty"),
+    ("x and y lengths", lambda t: pn.DataLoader(images(4), np.zeros(3)), pn.ShapeError,
+     r"x has 4 samples but y has 3"),
+    ("drop_last leaves nothing", lambda t: pn.DataLoader(images(3), batch_size=4, drop_last=True), ValueError,
+     r"leaves no batch.*smaller batch_size"),
+    ("augmenting flat images", lambda t: pn.RandomShift(1)(np.zeros((2, 784), F32), pn.device("cpu").rng(0)),
+     pn.ShapeError, r"Flatten\(\) first"),
+    # -- devices ------------------------------------------------------------------------------------------------
+    ("array from another device", lambda t: pn.Dense(2, 2, device="strict:device1")(
+        pn.device("strict").asarray(np.zeros((1, 2)), dtype="float32")), pn.DeviceMismatchError,
+     r"is on strict:device1 but got .* on strict:CPU_DEVICE.*asarray"),
+    ("array from another library", lambda t: pn.Dense(2, 2)(torch.zeros(1, 2)), pn.DeviceMismatchError,
+     r"is on cpu but got a torch.Tensor on torch:cpu"),
+    ("labels on another device", lambda t: pn.CrossEntropyLoss()(
+        pn.device("strict:device1").asarray(np.zeros((1, 2)), dtype="float32"),
+        pn.device("strict").asarray(np.zeros(1, np.int64))), pn.DeviceMismatchError, r"device=model.device"),
+    ("model and loader apart", lambda t: fit_with(model=pn.Sequential(pn.Dense(2, 3, device="strict:device1"))),
+     pn.DeviceMismatchError, r"model is on strict:device1 but the loader delivers batches on cpu.*device=model"),
+    ("unknown device spec", lambda t: pn.device("tpu"), pn.DeviceError, r"unknown device 'tpu': use one of 'cpu'"),
+    ("unknown default device", lambda t: pn.set_default_device("gpu0"), pn.DeviceError, r"unknown device 'gpu0'"),
+    ("strict device out of range", lambda t: pn.device("strict:device7"), pn.DeviceError,
+     r"no device 'device7'; it has 'strict:CPU_DEVICE'"),
+    ("optimizer over two devices", lambda t: pn.optim.SGD(
+        [pn.Parameter(np.zeros(2, F32)), pn.Parameter(pn.device("strict:device1").asarray(np.zeros(2)))], lr=0.1),
+     pn.DeviceMismatchError, r"different devices.*model.to\(device\)"),
+    # -- optimizers ---------------------------------------------------------------------------------------------
+    ("unknown optimizer option", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas2=(0.9, 0.9)),
+     TypeError, r"Adam has no option 'betas2' \(did you mean 'betas'\?\)"),
+    ("negative learning rate", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=-0.1), ValueError,
+     r"lr must be a non-negative number, got -0.1"),
+    ("betas out of range", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas=(0.9, 1.0)), ValueError,
+     r"betas must be two numbers in \[0, 1\)"),
+    ("nesterov without momentum", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=0.1, nesterov=True),
+     ValueError, r"needs momentum > 0"),
+    ("optimizer of an empty list", lambda t: pn.optim.SGD([], lr=0.1), ValueError, r"pass model.parameters\(\)"),
+    ("step with no gradients", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=0.1).step(),
+     pn.NotFittedError, r"found no gradients.*model.backward"),
+    ("backward before forward (layer)", lambda t: pn.Dense(3, 2).backward(np.zeros((1, 2), F32)), pn.NotFittedError,
+     r"before forward\(\).*model\(x\)"),
+    ("backward before forward (activation)", lambda t: pn.ReLU().backward(np.zeros((1, 2), F32)),
+     pn.NotFittedError, r"before forward"),
+    ("loss backward before forward", lambda t: pn.CrossEntropyLoss().backward(), pn.NotFittedError,
+     r"call loss\(pred, target\) first"),
+    # -- training -----------------------------------------------------------------------------------------------
+    ("labels beyond the model's outputs", lambda t: _fit_bad_labels(), ValueError,
+     r"labels span \[0, 5\] but the model has 3 outputs"),
+    ("negative epochs", lambda t: fit_with(epochs=-1), ValueError, r"epochs must be a non-negative int"),
+    ("fit without a loss object", lambda t: pn.fit(pn.Dense(2, 2), "mse", None, None), TypeError,
+     r"portanet loss \(e.g. pn.CrossEntropyLoss\(\)\)"),
+    ("unknown metric", lambda t: fit_with(metrics=("f1",)), ValueError, r"unknown metric 'f1'"),
+    ("seed negative", lambda t: pn.seed(-1), ValueError, r"non-negative int"),
+    ("gradcheck in float32", lambda t: pn.gradcheck(pn.Dense(2, 2), np.zeros((1, 2), F32)), TypeError,
+     r"needs float64.*dtype='float64'"),
+    ("gradcheck on NaN", lambda t: pn.gradcheck(pn.Dense(2, 2, dtype="float64"), np.full((1, 2), np.nan)),
+     pn.NonFiniteError, r"non-finite values in the input"),
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    ("checkpoint of another architecture", lambda t: pn.load(ckpt(t), pn.Sequential(pn.Dense(4, 9), pn.ReLU(),
+                                                                                       pn.Dense(9, 3))),
+     pn.CheckpointError, r"'0.weight' has shape \(4, 8\) in the saved state but \(4, 9\)"),
+    ("truncated checkpoint", lambda t: pn.load(_truncate(ckpt(t)), pn.Sequential(pn.Dense(4, 8), pn.ReLU(),
+                                                                                 pn.Dense(8, 3))),
+     pn.CheckpointError, r"truncated or corrupt.*earlier checkpoint"),
+    ("optimizer of another type", lambda t: _load_into_adam(ckpt(t)), pn.CheckpointError,
+     r"for SGD, not Adam: create a SGD"),
+    ("a plain npz", lambda t: pn.load(_plain_npz(t), pn.Dense(2, 2)), pn.CheckpointError,
+     r"not a portanet checkpoint.*load_state_dict"),
+    ("missing checkpoint", lambda t: pn.load(t / "nope.npz", pn.Dense(2, 2)), FileNotFoundError,
+     r"no checkpoint at"),
+    # -- dataset files -------------------------------------------------------------------------------------------
+    ("corrupt gz", lambda t: read_idx(_corrupt_gz(t)), pn.DatasetError, r"corrupt or truncated gzip.*delete it"),
+    ("wrong IDX magic", lambda t: read_idx(write_bad_idx(t, lambda b: b"\x12\x34" + b[2:])), pn.DatasetError,
+     r"not an IDX file: its magic number is 0x12340803"),
+    ("IDX header counts disagree", lambda t: read_idx(write_bad_idx(t, lambda b: b[:4] + (9).to_bytes(4, "big")
+                                                                   + b[8:])), pn.DatasetError,
+     r"header promises 9 x 28 x 28 values"),
+    ("truncated IDX", lambda t: read_idx(write_bad_idx(t, lambda b: b[:-100])), pn.DatasetError, r"is truncated"),
+]
+
+
+def _fit_bad_labels():
+    model = pn.Sequential(pn.Dense(2, 3))
+    loader = pn.DataLoader(np.zeros((6, 2), F32), np.array([0, 1, 2, 5, 0, 1]), batch_size=3)
+    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
+
+
+def _truncate(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+def _load_into_adam(path):
+    m = pn.Sequential(pn.Dense(4, 8), pn.ReLU(), pn.Dense(8, 3))
+    pn.load(path, m, pn.optim.Adam(m.parameters()))
+
+
+def _plain_npz(tmp_path):
+    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
+    return tmp_path / "plain.npz"
+
+
+def _corrupt_gz(tmp_path):
+    p = tmp_path / "x-idx3-ubyte.gz"
+    write_idx(p, np.zeros((50, 28, 28), np.uint8))
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    p.write_bytes(bytes(raw[:-8]))
+    return p
+
+
+if not NO_GPU:  # pragma: no cover - only where CUDA works
+    CASES = [c for c in CASES if c[0] != "gpu without cuda"]
+else:
+    CASES.append(("torch cuda without cuda", lambda t: pn.device("torch:cuda:0"), pn.DeviceUnavailableError,
+                  r"use device='torch:cpu'"))
+    CASES.append(("gpu without cuda", lambda t: pn.device("gpu"), pn.DeviceUnavailableError,
+                  r"device='gpu' needs CuPy and a CUDA device.*(pip install 'portanet\[gpu\]'|reports:)"))
+    CASES.append(("gpu:1 without cuda", lambda t: pn.Dense(2, 2, device="gpu:1"), pn.DeviceUnavailableError,
+                  r"device='cpu'"))
+
+LIBRARY_MODULES = ("numpy", "array_api_strict", "torch", "cupy", "array_api_compat")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, tmp_path):
+    name, action, exc, pattern = case
+    with pytest.raises(exc, match=pattern) as info:
+        action(tmp_path)
+    # raised by portanet (or Python's own file handling), not from deep inside an array library
+    frames = traceback.extract_tb(info.value.__traceback__)
+    raiser = frames[-1].filename
+    assert not any(f"/{lib}/" in raiser for lib in LIBRARY_MODULES), f"{name}: raised inside {raiser}"
+
+
+def test_battery_is_large_enough():
+    assert len(CASES) >= 40

@@ -1,0 +1,219 @@
+"""Promises: non-finite losses stop training clearly; checkpoints survive SIGKILL; resumed runs continue
+exactly, in a new process; loading never unpickles; one seed gives one result."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import portanet as pn
+
+F32 = np.float32
+
+
+def _loader(x, y, **kw):
+    return pn.DataLoader(x, y, batch_size=10, **kw)
+
+
+def _model(seed=0):
+    pn.seed(seed)
+    return pn.Sequential(pn.Dense(3, 8), pn.Tanh(), pn.Dense(8, 2))
+
+
+def _poisoned():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 3)).astype(F32)
+    x[27, 1] = np.nan           # batch index 2 (samples 20..29): step 3
+    return x, rng.integers(0, 2, 60)
+
+
+def test_nonfinite_loss_names_epoch_and_step():
+    x, y = _poisoned()
+    model = _model()
+    with pytest.raises(pn.NonFiniteError, match=r"epoch 1, step 3: lower the learning rate.*TerminateOnNaN"):
+        pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), verbose=0)
+
+
+def test_terminate_on_nan_stops_cleanly_with_good_weights():
+    x, y = _poisoned()
+    model = _model()
+    before = model.state_dict()
+    hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), epochs=3,
+                  callbacks=[pn.TerminateOnNaN()], verbose=0)
+    after = model.state_dict()
+    assert len(hist) == 0
+    assert all(np.all(np.isfinite(v)) for v in after.values())
+    for k in before:   # no refresh happened before the bad step here, so the epoch's starting weights remain
+        np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_gradcheck_refuses_nonfinite_inputs():
+    with pytest.raises(pn.NonFiniteError):
+        pn.gradcheck(pn.MSELoss(), (np.array([[np.inf]]), np.array([[0.0]])))
+
+
+# -- crash safety -------------------------------------------------------------------------------------------------
+SAVER = textwrap.dedent("""
+    import sys, numpy as np, portanet as pn
+    path = sys.argv[1]
+    pn.seed(0)
+    model = pn.Sequential(pn.Dense(512, 1024), pn.ReLU(), pn.Dense(1024, 512))
+    opt = pn.optim.Adam(model.parameters())
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        for p in model.parameters():
+            p.data += 1.0          # every checkpoint differs from the last
+        pn.save(path, model, opt, generation=i)
+""")
+
+
+def test_checkpoint_survives_sigkill_at_random_moments(tmp_path):
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    path = tmp_path / "ckpt.npz"
+    pn.seed(0)
+    model = pn.Sequential(pn.Dense(512, 1024), pn.ReLU(), pn.Dense(1024, 512))
+    initial = model.state_dict()
+    pn.save(path, model, generation=0)
+    rng = random.Random(0)
+    kills, mid_save, generations = 0, 0, []
+    for cycle in range(12):
+        child = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        kills += 1
+        leftovers = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+        mid_save += bool(leftovers)
+        for f in leftovers:       # a temporary file is never the checkpoint: it is hidden and ends in .tmp
+            assert f.startswith(".ckpt.npz.")
+            os.unlink(tmp_path / f)
+        assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".npz")) == ["ckpt.npz"]
+        meta = pn.load(path, model)            # complete and loadable: the previous or the new checkpoint
+        generations.append(meta["generation"])
+        for k, v in model.state_dict().items():   # all of one generation, never half of each
+            np.testing.assert_allclose(v, initial[k] + meta["generation"], atol=1e-3 * (1 + meta["generation"]))
+        with zipfile.ZipFile(path) as z:
+            assert z.testzip() is None
+    assert kills == 12 and mid_save >= 1, f"no kill landed during a save ({mid_save}); the test proved little"
+    assert max(generations) > 0
+
+
+# -- exact resume across processes ----------------------------------------------------------------------------------
+TRAINER = textwrap.dedent("""
+    import sys, numpy as np, portanet as pn
+    device, epochs, ckpt, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    dtype = "float64" if device.startswith("strict") else "float32"
+    pn.seed(0)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((200, 6)), rng.integers(0, 3, 200)
+    d = pn.device(device)
+    model = pn.Sequential(pn.Dense(6, 32, device=d, dtype=dtype), pn.ReLU(device=d), pn.Dropout(0.3, device=d),
+                          pn.Dense(32, 3, device=d, dtype=dtype), device=d)
+    opt = pn.optim.Adam(model.parameters(), lr=0.01)
+    sched = pn.optim.StepLR(opt, 1, gamma=0.8)
+    loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, seed=3, device=d, dtype=dtype)
+    if ckpt != "-" and epochs < 0:
+        pn.load(ckpt, model, opt, loader=loader)
+        epochs = -epochs
+    pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=epochs, verbose=0,
+           callbacks=[pn.LearningRateScheduler(sched)] + ([pn.ModelCheckpoint(ckpt)] if ckpt != "-" else []))
+    np.savez(out, **model.state_dict())
+""")
+
+
+def _train(tmp_path, *args):
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    subprocess.run([sys.executable, str(script), *map(str, args)], check=True, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("device,exact", [("cpu", True), ("strict:device1", False)])
+def test_resume_in_a_new_process_continues_exactly(tmp_path, device, exact):
+    _train(tmp_path, device, 4, "-", tmp_path / "straight.npz")
+    _train(tmp_path, device, 2, tmp_path / "ckpt.npz", tmp_path / "half.npz")
+    _train(tmp_path, device, -2, tmp_path / "ckpt.npz", tmp_path / "resumed.npz")
+    a, b = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "resumed.npz")
+    half = np.load(tmp_path / "half.npz")
+    for k in a.files:
+        assert not np.array_equal(a[k], half[k])
+        if exact:
+            np.testing.assert_array_equal(a[k], b[k])
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-10, atol=1e-12)
+
+
+# -- untrusted files ----------------------------------------------------------------------------------------------
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('PORTANET_PWNED', '/tmp/portanet-pwned')}",))
+
+
+def test_a_pickled_checkpoint_is_refused_without_unpickling(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("PORTANET_PWNED", str(marker))
+    path = tmp_path / "evil.npz"
+    model = pn.Dense(2, 2)
+    pn.save(path, model)
+    with zipfile.ZipFile(path, "a") as z:      # smuggle a pickled object array next to the real entries
+        import io as _io
+
+        buf = _io.BytesIO()
+        np.save(buf, np.array([Exploit()], dtype=object), allow_pickle=True)
+        z.writestr("model/weight_extra.npy", buf.getvalue())
+    with pytest.raises(pn.CheckpointError, match="pickled object array; portanet never unpickles"):
+        pn.load(path, model)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("key,array,msg", [
+    ("model/extra", np.zeros(2), "unexpected"),
+    ("evil/key", np.zeros(2), "unexpected entry 'evil/key'"),
+    ("model/weight", np.array(["a", "b"]), "entry 'model/weight' has dtype <U1"),
+    ("model/bias", np.zeros(2, complex), "entry 'model/bias' has dtype complex128"),
+])
+def test_unexpected_keys_and_dtypes_are_refused_by_name(tmp_path, key, array, msg):
+    path = tmp_path / "c.npz"
+    model = pn.Dense(2, 2)
+    pn.save(path, model)
+    with np.load(path) as z:
+        entries = {k: z[k] for k in z.files}
+    entries[key] = array
+    np.savez(path, **entries)
+    with pytest.raises(pn.CheckpointError, match=msg):
+        pn.load(path, model)
+
+
+# -- determinism --------------------------------------------------------------------------------------------------
+def test_same_seed_is_bit_identical_across_processes(tmp_path):
+    _train(tmp_path, "cpu", 2, "-", tmp_path / "a.npz")
+    _train(tmp_path, "cpu", 2, "-", tmp_path / "b.npz")
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    for k in a.files:
+        assert a[k].tobytes() == b[k].tobytes()
+
+
+def test_numpy_and_strict_agree_in_float64(tmp_path):
+    results = {}
+    for device in ("cpu", "strict:device1"):
+        pn.seed(0)
+        rng = np.random.default_rng(1)
+        x, y = rng.standard_normal((120, 5)), rng.integers(0, 3, 120)
+        d = pn.device(device)
+        model = pn.Sequential(pn.Dense(5, 16, device=d, dtype="float64"), pn.ReLU(device=d),
+                              pn.Dropout(0.2, device=d), pn.Dense(16, 3, device=d, dtype="float64"), device=d)
+        loader = pn.DataLoader(x, y, batch_size=12, shuffle=True, seed=2, device=d, dtype="float64")
+        pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), loader,
+               epochs=3, verbose=0)
+        results[device] = model.state_dict()
+    for k, v in results["cpu"].items():
+        np.testing.assert_allclose(results["strict:device1"][k], v, rtol=1e-10, atol=1e-10)
