@@ -274,6 +274,19 @@ class _ClassLoss(Loss):
         return xp.where(valid, onehot, float("nan"))
 
 
+_CLASS_INDEX: dict = {}
+
+
+def _class_index(xp, c, like):
+    """arange(c) on ``like``'s device, made once per (namespace, device, c): it is compared every step."""
+    dev = array_api_compat.device(like)
+    key = (id(xp), str(dev), c)
+    idx = _CLASS_INDEX.get(key)
+    if idx is None:
+        idx = _CLASS_INDEX[key] = xp.arange(c, device=dev)
+    return idx
+
+
 class CrossEntropyLoss(_ClassLoss):
     """Softmax cross-entropy on logits, fused: dL/dz = (softmax(z) - t) / N.
 
@@ -298,17 +311,15 @@ class CrossEntropyLoss(_ClassLoss):
         log_s = xp.log(s)
         labels = xp.isdtype(target.dtype, "integral")
         if labels:
-            hit = target[:, None] == xp.arange(c, device=array_api_compat.device(target))
-            t = xp.astype(hit, z.dtype)
+            t = xp.astype(target[:, None] == _class_index(xp, c, target), z.dtype)
         else:
             t = target
         if self.label_smoothing:
             t = (1.0 - self.label_smoothing) * t + self.label_smoothing / c
         if labels:
-            # rows of t sum to 1, so -sum t (shifted - log s) = sum(log s) - sum(t * shifted): two small ops fewer
+            # rows of t sum to 1, so -sum t (shifted - log s) = sum(log s) - sum(t * shifted): two small ops fewer.
+            # (Labels outside 0..c-1 are caught by __call__'s checks, or once on the host by fit.)
             total = xp.sum(log_s) - xp.sum(t * shifted)
-            # a label outside 0..c-1 hits no class: poison the loss (NaN) rather than count it as zero
-            total = xp.where(xp.sum(xp.astype(hit, xp.int64)) == n, total, float("nan"))
         else:
             total = xp.sum(t * (log_s - shifted))
         self._cache = (e, s, t, labels)

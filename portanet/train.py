@@ -33,31 +33,58 @@ class Trainer:
 
 
 class _Sums:
-    """Running sums on the device: loss * n, correct predictions, samples, and the first step whose loss
-    was not finite (or _BIG). ``read()`` is the one transfer to the host."""
+    """Per-step losses (and metric counts) written into device buffers: one setitem per step. Folding
+    them into running totals (sum weighted by batch size, first non-finite step) happens on the device
+    when the buffer is full or read; ``read()`` is the one transfer to the host."""
 
-    def __init__(self, device, metrics, dtype):
+    def __init__(self, device, metrics, dtype, capacity):
         xp = device.xp
-        self.device, self.xp, self.metrics = device, xp, metrics
-        self.loss = xp.zeros((), dtype=dtype, device=device.native)
-        self.correct = [xp.zeros((), dtype=xp.int64, device=device.native) for _ in metrics]
-        self.first_bad = xp.full((), _BIG, dtype=xp.int64, device=device.native)
-        self.count = 0
+        self.device, self.xp, self.metrics, self.dtype = device, xp, metrics, dtype
+        self.capacity = max(1, min(int(capacity or 1024), 1 << 16))
+        nat = device.native
+        self.losses = xp.zeros((self.capacity,), dtype=dtype, device=nat)
+        self.counts = [xp.zeros((self.capacity,), dtype=xp.int64, device=nat) for _ in metrics]
+        self.loss_total = xp.zeros((), dtype=dtype, device=nat)
+        self.count_totals = [xp.zeros((), dtype=xp.int64, device=nat) for _ in metrics]
+        self.first_bad = xp.full((), _BIG, dtype=xp.int64, device=nat)
+        self.sizes: list[int] = []       # batch sizes since the last fold (host numbers, known without a sync)
+        self.folded = 0                  # steps folded so far
+        self.count = 0                   # samples seen
 
     def add(self, step, loss, output, target, n):
-        xp = self.xp
-        self.loss = self.loss + loss * n
-        bad = xp.astype(~xp.isfinite(loss), xp.int64)
-        self.first_bad = xp.minimum(self.first_bad, _BIG - (_BIG - step) * bad)
+        k = len(self.sizes)
+        if k == self.capacity:
+            self._fold()
+            k = 0
+        self.losses[k] = loss
         for i, fn in enumerate(self.metrics.values()):
-            self.correct[i] = self.correct[i] + fn(output, target)
+            self.counts[i][k] = fn(output, target)
+        self.sizes.append(n)
         self.count += n
 
+    def _fold(self):
+        k = len(self.sizes)
+        if k == 0:
+            return
+        xp, nat = self.xp, self.device.native
+        ls = self.losses[:k]
+        bad = ~xp.isfinite(ls)
+        weights = xp.asarray(self.sizes, dtype=self.dtype, device=nat)
+        self.loss_total = self.loss_total + xp.sum(ls * weights)
+        first = xp.argmax(xp.astype(bad, xp.int64)) + self.folded
+        self.first_bad = xp.minimum(self.first_bad, xp.where(xp.any(bad), first, _BIG))
+        for i in range(len(self.counts)):
+            self.count_totals[i] = self.count_totals[i] + xp.sum(self.counts[i][:k])
+        self.folded += k
+        self.sizes = []
+
     def read(self):
+        self._fold()
         xp = self.xp
         # one stacked transfer; counts and the step index are exact in float32 below 2**24
-        values = self.device.to_host(xp.stack([self.loss, *[xp.astype(c, self.loss.dtype) for c in self.correct],
-                                               xp.astype(xp.minimum(self.first_bad, 2**24), self.loss.dtype)]))
+        values = self.device.to_host(xp.stack([self.loss_total,
+                                               *[xp.astype(c, self.dtype) for c in self.count_totals],
+                                               xp.astype(xp.minimum(self.first_bad, 2**24), self.dtype)]))
         n = max(self.count, 1)
         logs = {"loss": float(values[0]) / n}
         for i, name in enumerate(self.metrics):
@@ -163,7 +190,7 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
                 out = model.forward(xb)
                 value = loss.forward(out, yb)
             if sums is None:
-                sums = _Sums(model.device, fns, value.dtype)
+                sums = _Sums(model.device, fns, value.dtype, _length(train_loader))
             optimizer.zero_grad()
             model.backward(loss.backward(), input_grad=False)
             optimizer.step()
@@ -206,6 +233,13 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
     return history
 
 
+def _length(loader):
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 def _snapshot(model):
     xp = model.xp
     return [xp.asarray(p.data, copy=True) for p in model.parameters()]
@@ -236,7 +270,7 @@ def evaluate(model, loader, loss=None, metrics=("accuracy",)):
             else:
                 value = model.xp.zeros((), dtype=out.dtype, device=model.device.native)
             if sums is None:
-                sums = _Sums(model.device, fns, value.dtype)
+                sums = _Sums(model.device, fns, value.dtype, _length(loader))
             sums.add(step, value, out, yb, xb.shape[0])
     finally:
         model.train(was_training)

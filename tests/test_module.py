@@ -118,3 +118,25 @@ def test_common_mistakes_get_errors_that_name_the_fix():
 
     with pytest.raises(pn.DeviceMismatchError, match="torch.Tensor on torch:cpu"):
         pn.Dense(2, 2)(torch.zeros(1, 2))
+
+
+def test_backward_without_input_grad_stops_at_the_first_trainable_layer():
+    calls = []
+    dense = pn.Dense(784, 4)
+    original = dense.backward
+
+    def spy(dy, input_grad=True):
+        calls.append(input_grad)
+        return original(dy, input_grad=input_grad)
+
+    dense.backward = spy
+    flatten = pn.Flatten()
+    flatten_backward = flatten.backward
+    flatten.backward = lambda dy: calls.append("flatten") or flatten_backward(dy)
+    m = pn.Sequential(flatten, dense, pn.ReLU(), pn.Dense(4, 2))
+    m(np.ones((3, 28, 28), np.float32))
+    assert m.backward(np.ones((3, 2), np.float32), input_grad=False) is None
+    assert calls == [False]          # no dx GEMM for the first Dense, and Flatten is not visited
+    m(np.ones((3, 28, 28), np.float32))
+    dx = m.backward(np.ones((3, 2), np.float32))
+    assert calls[1:] == [True, "flatten"] and dx.shape == (3, 28, 28)

@@ -144,16 +144,13 @@ def _load_split(images_path, labels_path):
 
 def _load(name, root, download_ok):
     found = locate(name, root)
+    reason = "downloading was not allowed (download=False)"
     if found is None and download_ok:
         target = pathlib.Path(root) if root is not None else cache_dir() / name
         try:
             found = download(name, target)
         except DatasetError as e:
             reason = str(e)
-        else:
-            reason = None
-    else:
-        reason = "downloading was not allowed (download=False)"
     if found is None:
         dirs = "\n  ".join(str(d) for d in search_dirs(name, root))
         alt = ("install Debian's copy with `apt-get install dataset-fashion-mnist`" if name == "fashion-mnist" else
