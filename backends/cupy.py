@@ -81,7 +81,8 @@ class CupyBackend(Backend):
         try:
             import cupy
         except Exception as e:  # ImportError, or a broken CUDA install raising at import
-            return f"device='gpu' needs CuPy and a CUDA device: {INSTALL_HINT} (importing cupy failed: {e})"
+            return (f"device='gpu' needs CuPy and a CUDA device: {INSTALL_HINT}, or use device='cpu' "
+                    f"(importing cupy failed: {e})")
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as e:
@@ -103,11 +104,11 @@ class CupyBackend(Backend):
         if reason:
             raise DeviceUnavailableError(reason)
         index = 0 if rest in (None, "") else _index(rest)
-        count = len(self.devices())
-        if index >= count:
-            raise DeviceError(f"device 'gpu:{index}' is out of range: CuPy sees {count} GPU(s), gpu:0..gpu:{count - 1}")
         import cupy
 
+        count = cupy.cuda.runtime.getDeviceCount()
+        if index >= count:
+            raise DeviceError(f"device 'gpu:{index}' is out of range: CuPy sees {count} GPU(s), gpu:0..gpu:{count - 1}")
         return cupy.cuda.Device(index)
 
     def label(self, native):

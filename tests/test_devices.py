@@ -114,3 +114,30 @@ def test_seed_makes_models_bit_reproducible(ctx):
     b = pn.Sequential(pn.Dense(5, 4, device=ctx.device), pn.Dropout(0.5, device=ctx.device)).state_dict()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_cupy_missing_and_cuda_missing_messages(monkeypatch):
+    """Both ways a GPU request fails, whatever this machine has: no CuPy, and CuPy without a CUDA device."""
+    import sys
+    import types
+
+    from portanet.backends.cupy import CupyBackend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)           # import cupy -> ImportError
+    reason = CupyBackend().unavailable()
+    assert "pip install 'portanet[gpu]'" in reason and "device='cpu'" in reason and "importing cupy failed" in reason
+
+    def no_driver():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_driver)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    backend = CupyBackend()
+    reason = backend.unavailable()
+    assert "CuPy is installed but reports: cudaErrorNoDevice: no CUDA-capable device is detected" in reason
+    assert backend.devices() == []
+    with pytest.raises(pn.DeviceUnavailableError, match="cudaErrorNoDevice"):
+        backend.parse("0")
+    fake.cuda.runtime.getDeviceCount = lambda: 1
+    with pytest.raises(pn.DeviceError, match=r"'gpu:3' is out of range: CuPy sees 1 GPU"):
+        CupyBackend().parse("3")
