@@ -355,7 +355,7 @@ class Sequential(Module):
 
     def _first_trainable(self):
         for i, layer in enumerate(self.layers):
-            if layer.parameters():
+            if next(layer.named_parameters(), None) is not None:
                 return i
         return None
 
