@@ -23,3 +23,23 @@ from .train import evaluate, fit, predict
 from .transforms import Compose, GaussianNoise, RandomFlip, RandomRotation, RandomShift
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # devices and seeding
+    "Device", "device", "device_of", "default_device", "set_default_device", "seed",
+    # modules and layers
+    "Module", "Parameter", "Sequential", "Dense", "Linear", "Flatten", "Identity", "Sigmoid", "Tanh", "ReLU",
+    "LeakyReLU", "PReLU", "ELU", "GELU", "Softmax", "LogSoftmax", "Maxout", "Dropout", "BatchNorm1d",
+    # losses
+    "Loss", "MSELoss", "L1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
+    "HingeLoss",
+    # data and training
+    "ArrayDataset", "DataLoader", "one_hot", "train_val_split", "Compose", "GaussianNoise", "RandomFlip",
+    "RandomRotation", "RandomShift", "fit", "evaluate", "predict", "History", "save", "load",
+    "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
+    # checks and errors
+    "gradcheck", "GradcheckError", "CheckpointError", "DatasetError", "DeviceError", "DeviceMismatchError",
+    "DeviceUnavailableError", "NonFiniteError", "NotFittedError", "ShapeError",
+    # submodules
+    "callbacks", "datasets", "init", "layers", "losses", "metrics", "optim", "transforms",
+]

@@ -125,7 +125,6 @@ class MSELoss(Loss):
     """mean((pred - target)^2). dL/dpred = 2 (pred - target) / N."""
 
     def forward(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
         diff = pred - target
         self._cache = (diff,)
         return self._reduce(diff * diff, _numel(diff))

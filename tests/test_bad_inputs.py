@@ -1,6 +1,5 @@
 """The bad-input battery: every case asserts the exception type and that the message names the
 problem and the fix. None may surface as a bare error from inside an array library."""
-import gzip
 import traceback
 
 import numpy as np

@@ -1,5 +1,4 @@
 """IDX reading on files the tests write, the search path, the offline error, and Iris."""
-import gzip
 import os
 
 import numpy as np

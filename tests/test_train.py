@@ -115,7 +115,7 @@ def test_history_plot(tmp_path):
     x, y = blobs(64)
     model, opt = make()
     hist = pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, batch_size=32), epochs=2, verbose=0)
-    path = hist.plot(tmp_path / "h.png")
+    assert hist.plot(tmp_path / "h.png") == tmp_path / "h.png"
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 

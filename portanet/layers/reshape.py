@@ -14,7 +14,7 @@ class Flatten(Module):
 
     def forward(self, x):
         if x.ndim < 1:
-            raise ShapeError(f"Flatten needs a batch axis; got a 0-d array")
+            raise ShapeError("Flatten needs a batch axis (batch, ...); got a 0-d array")
         self._shape = tuple(x.shape)
         n = 1
         for s in x.shape[1:]:
