@@ -120,3 +120,12 @@ def test_parameters_are_born_on_the_device():
     layer = pn.Dense(3, 2, device="strict:device1")
     assert str(layer.weight.data.device) == "array_api_strict.Device('device1')"
     assert layer.device == pn.device("strict:device1")
+
+
+def test_seeded_layers_are_reproducible_across_numpy_and_strict():
+    a = pn.Dense(6, 4, seed=3, dtype="float64")
+    b = pn.Dense(6, 4, seed=3, dtype="float64", device="strict:device1")
+    np.testing.assert_array_equal(a.state_dict()["weight"], b.state_dict()["weight"])
+    assert not np.array_equal(a.state_dict()["weight"], pn.Dense(6, 4, seed=4, dtype="float64").state_dict()["weight"])
+    m1, m2 = pn.Maxout(3, 2, 2, seed=1), pn.Maxout(3, 2, 2, seed=1)
+    np.testing.assert_array_equal(m1.state_dict()["weight"], m2.state_dict()["weight"])

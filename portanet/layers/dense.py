@@ -14,19 +14,21 @@ class Dense(Module):
     """y = x @ W + b.   x: (batch, in_features) -> y: (batch, out_features).
 
     weight: (in_features, out_features), drawn by ``init`` (default "glorot_uniform", i.e. Xavier;
-    pass init="he_normal" for deep ReLU nets). bias: (out_features,), zeros.
+    pass init="he_normal" for deep ReLU nets). bias: (out_features,), zeros. ``seed`` draws the weights from
+    their own generator; without it they come from the device's default one (see portanet.seed).
     """
 
     can_skip_input_grad = True
 
-    def __init__(self, in_features, out_features, bias=True, init=None, device=None, dtype=None):
+    def __init__(self, in_features, out_features, bias=True, init=None, device=None, dtype=None, seed=None):
         _positive("in_features", in_features, "Dense")
         _positive("out_features", out_features, "Dense")
         super().__init__(device)
         self.in_features, self.out_features = in_features, out_features
         dt = self._device.dtype(dtype)
         draw = initializers.get(init or "glorot_uniform")
-        self.weight = Parameter(draw((in_features, out_features), device=self._device, dtype=dt))
+        rng = None if seed is None else self._device.rng(seed)
+        self.weight = Parameter(draw((in_features, out_features), device=self._device, dtype=dt, rng=rng))
         self.bias = Parameter(initializers.zeros((out_features,), device=self._device, dtype=dt)) if bias else None
         self._x = None
 

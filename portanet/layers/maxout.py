@@ -15,7 +15,8 @@ class Maxout(Module):
 
     can_skip_input_grad = True
 
-    def __init__(self, in_features, out_features, pieces, bias=True, init=None, device=None, dtype=None):
+    def __init__(self, in_features, out_features, pieces, bias=True, init=None, device=None, dtype=None,
+                 seed=None):
         for name, v in (("in_features", in_features), ("out_features", out_features), ("pieces", pieces)):
             _positive(name, v, "Maxout")
         super().__init__(device)
@@ -23,7 +24,8 @@ class Maxout(Module):
         dt = self._device.dtype(dtype)
         draw = initializers.get(init or "glorot_uniform")
         width = out_features * pieces
-        self.weight = Parameter(draw((in_features, width), device=self._device, dtype=dt))
+        rng = None if seed is None else self._device.rng(seed)
+        self.weight = Parameter(draw((in_features, width), device=self._device, dtype=dt, rng=rng))
         self.bias = Parameter(initializers.zeros((width,), device=self._device, dtype=dt)) if bias else None
         self._saved = None
 
