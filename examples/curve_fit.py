@@ -5,6 +5,7 @@ sum of hinges. Saves a PNG comparing both fits.
     python examples/curve_fit.py --epochs 2000 --plot curve_fit.png
 """
 import argparse
+import sys
 
 import numpy as np
 
@@ -23,8 +24,11 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default="curve_fit.png")
     args = p.parse_args(argv)
+    try:
+        device = pn.device(args.device)
+    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     pn.seed(args.seed)
-    device = pn.device(args.device)
     x = np.linspace(-2, 2, 200, dtype=np.float32)[:, None]
     y = target(x).astype(np.float32)
     fits = {}

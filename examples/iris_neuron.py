@@ -4,6 +4,7 @@
     python examples/iris_neuron.py --epochs 100
 """
 import argparse
+import sys
 
 import numpy as np
 
@@ -16,8 +17,11 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    try:
+        device = pn.device(args.device)
+    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     pn.seed(args.seed)
-    device = pn.device(args.device)
     x, y = pn.datasets.load_iris()
     x = x.astype(np.float32)
 

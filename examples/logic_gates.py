@@ -5,6 +5,7 @@ separable); a 2-2-1 sigmoid network learns it by backpropagation.
     python examples/logic_gates.py
 """
 import argparse
+import sys
 
 import numpy as np
 
@@ -35,6 +36,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3000, help="epochs for the XOR network")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    try:
+        device = pn.device(args.device)
+    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     for name in ("AND", "OR", "NAND", "XOR"):
         w, b, ok = perceptron(np.array(GATES[name], dtype=float), epochs=100)
         if ok:
@@ -44,7 +49,6 @@ def main(argv=None):
                   "{(0,1),(1,0)} from {(0,0),(1,1)}, so one perceptron cannot represent XOR")
 
     pn.seed(args.seed)
-    device = pn.device(args.device)
     net = pn.Sequential(pn.Dense(2, 2, init="glorot_normal"), pn.Sigmoid(), pn.Dense(2, 1, init="glorot_normal"),
                         pn.Sigmoid(), device=device)
     opt = pn.optim.SGD(net.parameters(), lr=2.0, momentum=0.9)

@@ -22,6 +22,10 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
+    try:
+        device = pn.device(args.device)
+    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     pn.seed(args.seed)
     load = pn.datasets.load_mnist if args.dataset == "mnist" else pn.datasets.load_fashion_mnist
     try:
@@ -30,7 +34,6 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
-    device = pn.device(args.device)
     # one-hot float targets for MSE: the network regresses the 10 indicator outputs
     onehot, onehot_t = pn.one_hot(y, 10), pn.one_hot(yt, 10)
     model = pn.Sequential(pn.Flatten(), pn.Dense(784, 100), pn.Sigmoid(), pn.Dense(100, 10), pn.Sigmoid(),

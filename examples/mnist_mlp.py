@@ -36,6 +36,10 @@ def build(device):
 
 def main(argv=None):
     args = parse(argv)
+    try:
+        device = pn.device(args.device)
+    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
+        sys.exit(f"error: {e}")
     pn.seed(args.seed)
     load = pn.datasets.load_mnist if args.dataset == "mnist" else pn.datasets.load_fashion_mnist
     try:
@@ -44,7 +48,6 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
-    device = pn.device(args.device)
     model = build(device)
     lr = args.lr or (1e-3 if args.optimizer == "adam" else 0.05)
     opt = (pn.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"

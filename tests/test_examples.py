@@ -71,3 +71,12 @@ def test_curve_fit(tmp_path):
                                     "curve_fit.py"])
 def test_help(script):
     assert "--device" in run(ROOT / "examples" / script, "--help")
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "iris_neuron.py", "logic_gates.py",
+                                    "curve_fit.py"])
+def test_unknown_device_is_one_clear_line(script):
+    r = subprocess.run([sys.executable, ROOT / "examples" / script, "--device", "tpu"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: unknown device 'tpu'") and "Traceback" not in r.stderr
