@@ -41,13 +41,19 @@ class Adam(Optimizer):
         m *= b1
         m += (1.0 - b1) * g
         v *= b2
-        v += (1.0 - b2) * (g * g)
+        g2 = g * g
+        g2 *= 1.0 - b2                       # in place: one temporary instead of two
+        v += g2
         if group["amsgrad"]:
             vmax = state["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], v)
             v = vmax
-        denom = xp.sqrt(v) * (1.0 / math.sqrt(1.0 - b2 ** t))
-        denom += eps
-        p.data -= (lr / (1.0 - b1 ** t)) * (m / denom)
+        # PyTorch's denom = sqrt(v) / sqrt(1 - b2^t) + eps, built in place; then p -= lr / (1 - b1^t) * m / denom
+        update = xp.sqrt(v)
+        update *= 1.0 / math.sqrt(1.0 - b2 ** t)
+        update += eps
+        update = m / update
+        update *= lr / (1.0 - b1 ** t)
+        p.data -= update
 
 
 class AdamW(Adam):
