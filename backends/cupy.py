@@ -109,7 +109,11 @@ class CupyBackend(Backend):
         count = cupy.cuda.runtime.getDeviceCount()
         if index >= count:
             raise DeviceError(f"device 'gpu:{index}' is out of range: CuPy sees {count} GPU(s), gpu:0..gpu:{count - 1}")
-        return cupy.cuda.Device(index)
+        native = cupy.cuda.Device(index)
+        # array-api-compat's CuPy creation functions allocate on CuPy's *current* device and CuPy kernels run
+        # there, so resolving gpu:N makes GPU N current (one GPU per process, as with CUDA_VISIBLE_DEVICES).
+        native.use()
+        return native
 
     def label(self, native):
         return f"gpu:{native.id}"
