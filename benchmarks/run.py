@@ -5,7 +5,8 @@
 
 Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data
 of MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32. Each contender runs
-one epoch in turn; the table gives the median seconds per epoch over epochs 2..N and the ratios.
+one epoch in turn; the table gives the median seconds per epoch over epochs 2..N, and as ratios the median of
+the per-round ratios (each round's contenders run back to back, so the shared machine's slow spells cancel).
 """
 from __future__ import annotations
 
@@ -138,6 +139,21 @@ def gemm_bound(x, hidden, depth, batch):
     return epoch
 
 
+class Timings(dict):
+    """Per-contender epoch times of one interleaved run. ``med[name]`` is the median over epochs 2..N;
+    ``ratio(a, b)`` is the median of the per-round ratios a/b: rounds run back to back, so a slow spell of
+    the shared machine cancels out of each pair."""
+
+    def __init__(self, times):
+        super().__init__({k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in times.items()})
+        self.times = times
+
+    def ratio(self, a, b):
+        pairs = list(zip(self.times[a], self.times[b]))
+        pairs = pairs[1:] if len(pairs) > 1 else pairs
+        return statistics.median(x / y for x, y in pairs)
+
+
 def interleave(contenders, epochs):
     times = {name: [] for name in contenders}
     for e in range(epochs):
@@ -145,16 +161,16 @@ def interleave(contenders, epochs):
             t = time.perf_counter()
             fn(e)
             times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts[1:] if len(ts) > 1 else ts) for name, ts in times.items()}
+    return Timings(times)
 
 
 def row(title, med, extra=""):
     pnt = med["portanet"]
     cols = [f"{title:34s}", f"portanet {pnt:6.3f}s"]
     if "pytorch" in med:
-        cols.append(f"pytorch {med['pytorch']:6.3f}s  ratio {pnt / med['pytorch']:.2f}")
+        cols.append(f"pytorch {med['pytorch']:6.3f}s  ratio {med.ratio('portanet', 'pytorch'):.2f}")
     if "gemm" in med:
-        cols.append(f"gemm-bound {med['gemm']:6.3f}s  ratio {pnt / med['gemm']:.2f}")
+        cols.append(f"gemm-bound {med['gemm']:6.3f}s  ratio {med.ratio('portanet', 'gemm'):.2f}")
     print("  ".join(cols) + extra, flush=True)
 
 
@@ -200,13 +216,13 @@ def main():
     hand, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device, loader=False)
     med = interleave({"portanet": ep, "hand": hand}, args.epochs)
     print(f"{'(f) fit+DataLoader vs hand-sliced':34s}  fit {med['portanet']:6.3f}s  hand-sliced {med['hand']:6.3f}s  "
-          f"ratio {med['portanet'] / med['hand']:.3f}", flush=True)
+          f"ratio {med.ratio('portanet', 'hand'):.3f}", flush=True)
     if args.device == "cpu":
         ep, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, "torch:cpu")
         tep, _ = torch_eager(x, y, xt, yt, 256, 2, 128)
         med = interleave({"portanet": ep, "pytorch": tep}, max(3, args.epochs // 2))
         print(f"{'(h) portanet on torch:cpu':34s}  portanet {med['portanet']:6.3f}s  pytorch {med['pytorch']:6.3f}s  "
-              f"ratio {med['portanet'] / med['pytorch']:.2f}", flush=True)
+              f"ratio {med.ratio('portanet', 'pytorch'):.2f}", flush=True)
         if os.path.exists("/usr/bin/time") and name == "Fashion-MNIST":
             root = os.path.dirname(HERE)
             a = peak_rss([sys.executable, os.path.join(root, "examples/mnist_mlp.py"), "--dataset", "fashion-mnist",
