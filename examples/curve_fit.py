@@ -4,12 +4,11 @@ sum of hinges. Saves a PNG comparing both fits.
 
     python examples/curve_fit.py --epochs 2000 --plot curve_fit.png
 """
-import argparse
-import sys
 
 import numpy as np
 
 import portanet as pn
+from _cli import parser, setup
 
 
 def target(x):
@@ -17,18 +16,11 @@ def target(x):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=2000)
+    p = parser(__doc__, epochs=2000)
     p.add_argument("--hidden", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default="curve_fit.png")
     args = p.parse_args(argv)
-    try:
-        device = pn.device(args.device)
-    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
-        sys.exit(f"error: {e}")
-    pn.seed(args.seed)
+    device = setup(args)
     x = np.linspace(-2, 2, 200, dtype=np.float32)[:, None]
     y = target(x).astype(np.float32)
     fits = {}

@@ -3,25 +3,17 @@
 
     python examples/iris_neuron.py --epochs 100
 """
-import argparse
-import sys
 
 import numpy as np
 
 import portanet as pn
+from _cli import parser, setup
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(__doc__, epochs=100)
     args = p.parse_args(argv)
-    try:
-        device = pn.device(args.device)
-    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
-        sys.exit(f"error: {e}")
-    pn.seed(args.seed)
+    device = setup(args)
     x, y = pn.datasets.load_iris()
     x = x.astype(np.float32)
 

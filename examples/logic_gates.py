@@ -4,12 +4,11 @@ separable); a 2-2-1 sigmoid network learns it by backpropagation.
 
     python examples/logic_gates.py
 """
-import argparse
-import sys
 
 import numpy as np
 
 import portanet as pn
+from _cli import parser, setup
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 GATES = {"AND": [0, 0, 0, 1], "OR": [0, 1, 1, 1], "NAND": [1, 1, 1, 0], "XOR": [0, 1, 1, 0]}
@@ -31,15 +30,9 @@ def perceptron(targets, epochs, lr=0.1):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=3000, help="epochs for the XOR network")
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(__doc__, epochs=3000, epochs_help="epochs for the XOR network")
     args = p.parse_args(argv)
-    try:
-        device = pn.device(args.device)
-    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
-        sys.exit(f"error: {e}")
+    device = setup(args)
     for name in ("AND", "OR", "NAND", "XOR"):
         w, b, ok = perceptron(np.array(GATES[name], dtype=float), epochs=100)
         if ok:
@@ -48,7 +41,6 @@ def main(argv=None):
             print(f"perceptron {name:4s}: did not converge in 100 epochs; no line separates "
                   "{(0,1),(1,0)} from {(0,0),(1,1)}, so one perceptron cannot represent XOR")
 
-    pn.seed(args.seed)
     net = pn.Sequential(pn.Dense(2, 2, init="glorot_normal"), pn.Sigmoid(), pn.Dense(2, 1, init="glorot_normal"),
                         pn.Sigmoid(), device=device)
     opt = pn.optim.SGD(net.parameters(), lr=2.0, momentum=0.9)

@@ -4,34 +4,22 @@ plain SGD on mini-batches of 1000 with eta = 2.0 (about 91.5% on MNIST after 100
 
     python examples/mnist_classic.py --epochs 100 --dataset mnist
 """
-import argparse
-import sys
 
 import portanet as pn
+from _cli import load_images, parser, setup
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, epochs=100)
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--lr", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
-    try:
-        device = pn.device(args.device)
-    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
-        sys.exit(f"error: {e}")
-    pn.seed(args.seed)
-    load = pn.datasets.load_mnist if args.dataset == "mnist" else pn.datasets.load_fashion_mnist
-    try:
-        (x, y), (xt, yt) = load(args.data_dir)
-    except pn.DatasetError as e:
-        sys.exit(f"error: {e}")
+    device = setup(args)
+    (x, y), (xt, yt) = load_images(args.dataset, args.data_dir)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     # one-hot float targets for MSE: the network regresses the 10 indicator outputs

@@ -5,23 +5,20 @@
 
 The last line printed is exactly `test accuracy: NN.NN%`.
 """
-import argparse
 import os
 import sys
 
 import portanet as pn
+from _cli import load_images, parser, setup
 
 
 def parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, epochs=10)
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
     p.add_argument("--data-dir", default=None, help="directory with the four IDX files (default: searched)")
-    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, auto, torch:cpu, strict:device1 ...")
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     p.add_argument("--lr", type=float, default=None, help="default: 1e-3 for adam, 0.05 for sgd (momentum 0.9)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="save after every epoch; resume from it when it exists")
     p.add_argument("--plot", default=None, help="write loss/accuracy curves to this PNG")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples (quick runs)")
@@ -36,16 +33,8 @@ def build(device):
 
 def main(argv=None):
     args = parse(argv)
-    try:
-        device = pn.device(args.device)
-    except (pn.DeviceError, pn.DeviceUnavailableError) as e:
-        sys.exit(f"error: {e}")
-    pn.seed(args.seed)
-    load = pn.datasets.load_mnist if args.dataset == "mnist" else pn.datasets.load_fashion_mnist
-    try:
-        (x, y), (xt, yt) = load(args.data_dir)
-    except pn.DatasetError as e:
-        sys.exit(f"error: {e}")
+    device = setup(args)
+    (x, y), (xt, yt) = load_images(args.dataset, args.data_dir)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     model = build(device)
