@@ -180,6 +180,10 @@ class Backend:
     def dtype(self, name: str):
         return getattr(self.xp, name)
 
+    def streamer(self, native):
+        """Per-batch host -> device copies for placement="stream" (CuPy overrides with pinned, async ones)."""
+        return SyncStreamer(self, native)
+
 
 class SyncStreamer:
     """Per-batch host -> device copy, done when submitted (CPU backends, array-api-strict)."""
@@ -193,5 +197,3 @@ class SyncStreamer:
     def collect(self, handle):
         return handle
 
-
-Backend.streamer = lambda self, native: SyncStreamer(self, native)

@@ -42,7 +42,7 @@ def _monitored(cb, logs):
     if cb.monitor not in logs:
         have = ", ".join(sorted(logs))
         hint = " (pass val_loader= to fit)" if cb.monitor.startswith("val_") else ""
-        raise KeyError(f"{type(cb).__name__} monitors '{cb.monitor}', which fit does not log{hint}; it logs: {have}")
+        raise ValueError(f"{type(cb).__name__} monitors '{cb.monitor}', which fit does not log{hint}; it logs: {have}")
     return logs[cb.monitor]
 
 

@@ -57,7 +57,7 @@ class Loss:
     # -- checks ---------------------------------------------------------------------------
     def _check_arrays(self, pred, target):
         name = type(self).__name__
-        if not hasattr(pred, "__array_namespace__") and not _is_device_array(pred):
+        if not (hasattr(pred, "shape") and hasattr(pred, "dtype")):
             raise TypeError(f"{name} needs the model's output array as pred, got {type(pred).__name__}")
         try:
             array_api_compat.array_namespace(pred, target)
@@ -98,10 +98,6 @@ class Loss:
 
     def __repr__(self):
         return f"{type(self).__name__}(reduction='{self.reduction}')"
-
-
-def _is_device_array(a):
-    return hasattr(a, "shape") and hasattr(a, "dtype")
 
 
 def _numel(a):

@@ -146,10 +146,6 @@ class Module:
         self._buffers[name] = array
         object.__setattr__(self, name, array)
 
-    def _set_buffer(self, name, array):
-        self._buffers[name] = array
-        object.__setattr__(self, name, array)
-
     def named_buffers(self, prefix=""):
         for mname, m in self.named_modules(prefix):
             for bname, b in m._buffers.items():
@@ -226,7 +222,7 @@ class Module:
             if kind == "param":
                 target.data, target.grad = arr, None
             else:
-                target[0]._set_buffer(target[1], arr)
+                target[0].register_buffer(target[1], arr)
         return self
 
     # -- description ----------------------------------------------------------------------
@@ -305,12 +301,6 @@ class Sequential(Module):
             setattr(self, str(i), layer)
         self.layers = list(layers)
         self.to(self._device)
-
-    def __setattr__(self, name, value):
-        if name == "layers":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def __getitem__(self, i):
         return self.layers[i]

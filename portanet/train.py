@@ -51,7 +51,7 @@ class _Sums:
         self.folded = 0                  # steps folded so far
         self.count = 0                   # samples seen
 
-    def add(self, step, loss, output, target, n):
+    def add(self, loss, output, target, n):
         k = len(self.sizes)
         if k == self.capacity:
             self._fold()
@@ -194,7 +194,7 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
             optimizer.zero_grad()
             model.backward(loss.backward(), input_grad=False)
             optimizer.step()
-            sums.add(step, value, out, yb, xb.shape[0])
+            sums.add(value, out, yb, xb.shape[0])
             if progress.due():
                 logs, bad = sums.read()
                 if bad is not None:
@@ -271,7 +271,7 @@ def evaluate(model, loader, loss=None, metrics=("accuracy",)):
                 value = model.xp.zeros((), dtype=out.dtype, device=model.device.native)
             if sums is None:
                 sums = _Sums(model.device, fns, value.dtype, _length(loader))
-            sums.add(step, value, out, yb, xb.shape[0])
+            sums.add(value, out, yb, xb.shape[0])
     finally:
         model.train(was_training)
     if sums is None:

@@ -38,37 +38,19 @@ def test_search_path_uses_portanet_data(tmp_path, monkeypatch):
     assert len(x) == 3
 
 
-def test_wrong_magic(tmp_path):
-    p = tmp_path / "bad-idx"
-    p.write_bytes(b"\x00\x00\x07\x03" + b"\x00" * 16)
-    with pytest.raises(pn.DatasetError, match="magic number is 0x00000703"):
-        read_idx(p)
-    p.write_bytes(b"PK\x03\x04" + b"\x00" * 16)
-    with pytest.raises(pn.DatasetError, match="not an IDX file"):
-        read_idx(p)
-
-
-def test_truncated_and_overlong_payloads(tmp_path):
-    p = tmp_path / "x-idx3-ubyte"
+@pytest.mark.parametrize("name,mutate,gz,message", [
+    ("invalid type code", lambda raw: b"\x00\x00\x07\x03" + b"\x00" * 16, False, "magic number is 0x00000703"),
+    ("not IDX at all", lambda raw: b"PK\x03\x04" + b"\x00" * 16, False, "not an IDX file"),
+    ("truncated payload", lambda raw: raw[:-10], False, r"truncated: its header promises 4 x 28 x 28"),
+    ("overlong payload", lambda raw: raw + b"\x00", False, "longer than its header says"),
+    ("truncated header", lambda raw: raw[:7], False, "truncated inside its header"),
+    ("truncated gzip", lambda raw: raw[: len(raw) // 2], True, "corrupt or truncated gzip"),
+])
+def test_bad_idx_files(tmp_path, name, mutate, gz, message):
+    p = tmp_path / ("x-idx3-ubyte.gz" if gz else "x-idx3-ubyte")
     write_idx(p, np.zeros((4, 28, 28), np.uint8))
-    raw = p.read_bytes()
-    p.write_bytes(raw[:-10])
-    with pytest.raises(pn.DatasetError, match=r"truncated: its header promises 4 x 28 x 28"):
-        read_idx(p)
-    p.write_bytes(raw + b"\x00")
-    with pytest.raises(pn.DatasetError, match="longer than its header says"):
-        read_idx(p)
-    p.write_bytes(raw[:7])
-    with pytest.raises(pn.DatasetError, match="truncated inside its header"):
-        read_idx(p)
-
-
-def test_corrupt_gzip(tmp_path):
-    p = tmp_path / "x-idx3-ubyte.gz"
-    write_idx(p, np.zeros((4, 28, 28), np.uint8))
-    raw = p.read_bytes()
-    p.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(pn.DatasetError, match="corrupt or truncated gzip"):
+    p.write_bytes(mutate(p.read_bytes()))
+    with pytest.raises(pn.DatasetError, match=message):
         read_idx(p)
 
 

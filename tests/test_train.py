@@ -132,3 +132,20 @@ def test_model_and_loader_on_different_devices():
     model, opt = make("strict:device1")
     with pytest.raises(pn.DeviceMismatchError, match="pass device=model.device to the DataLoader"):
         pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, device="cpu"), verbose=0)
+
+
+def test_confusion_matrix_and_accuracy_on_the_device(ctx):
+    pred = ctx.asarray(np.array([0, 1, 1, 2, 2, 2]))
+    truth = ctx.asarray(np.array([0, 1, 2, 2, 2, 0]))
+    cm = ctx.host(pn.metrics.confusion_matrix(pred, truth, 3))
+    np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 1, 0], [0, 1, 2]])
+    logits = ctx.asarray(np.eye(3)[[0, 1, 1, 2, 2, 2]])
+    assert float(ctx.host(pn.metrics.accuracy(logits, truth))) == pytest.approx(4 / 6)
+
+
+def test_monitoring_a_metric_fit_does_not_log_says_so():
+    x, y = blobs(64)
+    model, opt = make()
+    with pytest.raises(ValueError, match="monitors 'val_loss'.*pass val_loader= to fit"):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, batch_size=32), epochs=1, verbose=0,
+               callbacks=[pn.EarlyStopping()])
