@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.core: pyproject.toml | $(PY)
+$(VENV)/.core: pyproject.toml setup.py backends/_kernels.c | $(PY)
 	$(PIP) -e .
 	touch $@
 

@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 
+from . import host_memory
+
 
 class DeviceError(ValueError):
     """A device spec that names no device portanet knows (a typo, a bad index)."""
@@ -121,6 +123,8 @@ class Backend:
     asarray(host, native, dtype, copy)   host NumPy -> device array
     to_host(a)        device array -> NumPy (the one sanctioned way out)
     rng(seed, native) Generator
+    kernel(name)      a fused kernel for this library's arrays (backends/kernels.py), or None
+    prepare(native)   once, when the first Device on ``native`` is made (host memory: tunes the allocator)
     synchronize(native)
     free_memory(native)  bytes free, or None where it does not apply (host memory)
     """
@@ -170,6 +174,16 @@ class Backend:
 
     def rng(self, seed, native) -> Generator:
         raise NotImplementedError
+
+    def kernel(self, name):
+        return None
+
+    def prepare(self, native) -> None:
+        if self.in_host_memory(native):
+            host_memory.tune()
+
+    def in_host_memory(self, native) -> bool:
+        return not self.is_gpu
 
     def synchronize(self, native) -> None:
         return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .base import Backend, DeviceError, NumpyHostGenerator
 
 
@@ -44,6 +45,9 @@ class NumpyBackend(Backend):
 
     def rng(self, seed, native):
         return NumpyHostGenerator(seed)
+
+    def kernel(self, name):
+        return kernels.get(name)
 
 
 BACKEND = NumpyBackend()

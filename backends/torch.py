@@ -131,6 +131,9 @@ class TorchBackend(Backend):
     def rng(self, seed, native):
         return TorchGenerator(seed, native)
 
+    def in_host_memory(self, native):
+        return native.type == "cpu"
+
     def synchronize(self, native):
         if native.type == "cuda":
             import torch

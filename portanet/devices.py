@@ -23,6 +23,7 @@ class Device:
     asarray(host, dtype=None, copy=None)  host array -> array on this device
     to_host(a)                            array on this device -> NumPy
     rng(seed=None)                        a seeded Generator drawing on this device
+    kernel(name)                          a fused kernel the backend offers here, or None (backends/kernels.py)
     synchronize()                         wait for queued work (no-op on CPU)
     """
 
@@ -41,6 +42,7 @@ class Device:
             self._floats[dt] = n
             self._floats[backend.xp.empty((0,), dtype=dt, device=native).dtype] = n
         self._key = (backend.name, self.label)
+        backend.prepare(native)
 
     # -- identity -----------------------------------------------------------------------
     def __str__(self):
@@ -80,6 +82,11 @@ class Device:
         if seed is None:
             return _random.default_generator(self)
         return self.backend.rng(seed, self.native)
+
+    def kernel(self, name):
+        """The backend's fused kernel ``name`` for arrays here, or None: callers keep the standard code as the
+        fallback and the reference (backends/kernels.py)."""
+        return self.backend.kernel(name)
 
     def synchronize(self):
         self.backend.synchronize(self.native)
@@ -143,6 +150,16 @@ def device_of(a) -> Device:
     raise DeviceMismatchError(f"expected an array of numpy, cupy, torch or array-api-strict, got {describe(a)}")
 
 
+def kernel_for(a, name):
+    """The fused kernel ``name`` that a's library offers (Device.kernel), or None; for code that holds arrays,
+    not a Device (losses). The library is looked up once per array type."""
+    b = _backend_of_type.get(type(a))
+    if b is None:
+        b = _backend_of_type[type(a)] = device_of(a).backend
+    return b.kernel(name)
+
+
+_backend_of_type: dict = {}
 _cache: dict[str, Device] = {}
 _default_spec: str | None = None
 

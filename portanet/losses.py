@@ -14,6 +14,7 @@ from __future__ import annotations
 import array_api_compat
 
 from . import devices
+from .backends.kernels import REFUSALS
 from .errors import DeviceMismatchError, NotFittedError, ShapeError
 
 
@@ -300,6 +301,17 @@ class CrossEntropyLoss(_ClassLoss):
     def forward(self, z, target):
         xp = array_api_compat.array_namespace(z)
         n, c = z.shape
+        if not self.label_smoothing and xp.isdtype(target.dtype, "integral"):
+            fused = devices.kernel_for(z, "softmax_ce")
+            if fused is not None:   # loss and gradient in one pass (backends/kernels.py); same math as below
+                grad = xp.empty_like(z)
+                try:
+                    total = fused(z, target, grad, self._scale(n))
+                except REFUSALS:
+                    pass
+                else:
+                    self._cache = (grad, None, None, "fused")
+                    return xp.asarray(total / n if self.reduction == "mean" else total, dtype=z.dtype)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
@@ -322,6 +334,8 @@ class CrossEntropyLoss(_ClassLoss):
 
     def _grad(self):
         e, s, t, labels = self._cache
+        if labels == "fused":
+            return e
         n = e.shape[0]
         p = e / s
         if labels:  # each row of t sums to 1, so d/dz of -sum t log softmax(z) is exactly p - t

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 
 from .. import devices
+from ..backends.kernels import REFUSALS  # noqa: F401  (re-exported to the optimizers)
 from ..errors import CheckpointError, DeviceMismatchError, NotFittedError
 from ..module import Parameter
 
@@ -90,7 +91,10 @@ class Optimizer:
             for p in g["params"]:
                 p.grad = None
 
+    kernel_name = None      # a fused update the backend may offer (Device.kernel); the standard code is the default
+
     def step(self):
+        self._fused = self.device.kernel(self.kernel_name) if self.kernel_name else None
         found = False
         for group in self.param_groups:
             for p in group["params"]:

@@ -1,0 +1,332 @@
+/* Fused kernels for host (NumPy) arrays. Optimizer updates: one pass over the parameter, its gradient and its
+ * state, where NumPy needs four to six (each a separate ufunc over arrays that do not fit in L2 cache). Softmax
+ * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
+ *
+ * The optimizer updates are written in the order, precision and rounding of portanet's Array API code
+ * (portanet/optim/sgd.py, adam.py): float32 arrays are computed in float32 with the Python scalars cast to
+ * float32 first, as NumPy does for a float32 array times a Python float, and the build turns floating-point
+ * contraction off (no FMA), so the kernel and the standard code give the same bits.
+ *
+ * Buffers must be C-contiguous float32 or float64 of one length; anything else raises, and the Python side
+ * (backends/kernels.py) falls back to the standard code.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE
+#endif
+
+/* ---- buffers ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_buffer views[5];
+    int held;
+} Buffers;
+
+static void release(Buffers *b) {
+    for (int i = 0; i < b->held; i++)
+        PyBuffer_Release(&b->views[i]);
+    b->held = 0;
+}
+
+/* Acquire objs[0..n) as C-contiguous buffers of one float format and one length; returns the item size (4 or 8),
+ * or 0 with an exception set. writable[i] asks for a writable buffer. */
+static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
+    b->held = 0;
+    for (int i = 0; i < n; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable[i] ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &b->views[i], flags) != 0) {
+            release(b);
+            return 0;
+        }
+        b->held++;
+    }
+    const char *f = b->views[0].format;
+    int size = (f && strcmp(f, "f") == 0) ? 4 : (f && strcmp(f, "d") == 0) ? 8 : 0;
+    if (size == 0) {
+        PyErr_SetString(PyExc_TypeError, "fused kernels take float32 or float64 arrays");
+        release(b);
+        return 0;
+    }
+    for (int i = 1; i < n; i++) {
+        if (!b->views[i].format || strcmp(b->views[i].format, f) != 0 || b->views[i].len != b->views[0].len) {
+            PyErr_SetString(PyExc_ValueError, "fused kernels take arrays of one dtype and one size");
+            release(b);
+            return 0;
+        }
+    }
+    return size;
+}
+
+/* ---- SGD ---------------------------------------------------------------------------------------------------- */
+
+/* sgd.py, with the momentum buffer already started:
+ *   g = grad + wd * w;  buf = buf * mu + damp * g (damp == 1: + g);  g = g + mu * buf (nesterov) or buf;
+ *   w = w - lr * g */
+#define SGD_KERNEL(NAME, T)                                                                                      \
+    WIDE static void NAME(T *restrict w, const T *restrict grad, T *restrict buf, Py_ssize_t n, T lr, T mu,      \
+                          T damp, int use_damp, T wd, int use_wd, int nesterov) {                               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            T g = grad[i];                                                                                        \
+            if (use_wd) {                                                                                         \
+                T decay = wd * w[i];                                                                              \
+                g = g + decay;                                                                                    \
+            }                                                                                                     \
+            T b = buf[i] * mu;                                                                                    \
+            if (use_damp) {                                                                                       \
+                T scaled = damp * g;                                                                              \
+                b = b + scaled;                                                                                   \
+            } else {                                                                                              \
+                b = b + g;                                                                                        \
+            }                                                                                                     \
+            buf[i] = b;                                                                                           \
+            if (nesterov) {                                                                                       \
+                T ahead = mu * b;                                                                                 \
+                g = g + ahead;                                                                                    \
+            } else {                                                                                              \
+                g = b;                                                                                            \
+            }                                                                                                     \
+            T step = lr * g;                                                                                      \
+            w[i] = w[i] - step;                                                                                   \
+        }                                                                                                         \
+    }
+
+SGD_KERNEL(sgd_f32, float)
+SGD_KERNEL(sgd_f64, double)
+
+static PyObject *py_sgd(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    double lr, mu, damp, wd;
+    int nesterov;
+    if (!PyArg_ParseTuple(args, "OOOddddp", &objs[0], &objs[1], &objs[2], &lr, &mu, &damp, &wd, &nesterov))
+        return NULL;
+    static const int writable[3] = {1, 0, 1};
+    Buffers b;
+    int size = acquire(&b, objs, writable, 3);
+    if (!size)
+        return NULL;
+    Py_ssize_t n = b.views[0].len / size;
+    int use_damp = damp != 1.0, use_wd = wd != 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        sgd_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, n, (float)lr, (float)mu, (float)damp, use_damp,
+                (float)wd, use_wd, nesterov);
+    else
+        sgd_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, n, lr, mu, damp, use_damp, wd, use_wd, nesterov);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* ---- Adam / AdamW ------------------------------------------------------------------------------------------- */
+
+/* adam.py, per element, with the scalars the Python code computes once per step:
+ *   decay_w = 1 - lr * wd (AdamW, applied to w first) or g = grad + wd * w (Adam);
+ *   m = m * b1 + (1 - b1) * g;  v = v * b2 + (g * g) * (1 - b2);  vmax = max(vmax, v) (amsgrad, NaN-propagating
+ *   like NumPy's maximum; vmax then stands for v);
+ *   w = w - (m / (sqrt(v) * inv_sqrt_c2 + eps)) * step_size */
+#define ADAM_KERNEL(NAME, T, SQRT)                                                                               \
+    WIDE static void NAME(T *restrict w, const T *restrict grad, T *restrict m, T *restrict v,                   \
+                          T *restrict vmax, Py_ssize_t n, T b1, T one_minus_b1, T b2, T one_minus_b2,             \
+                          T inv_sqrt_c2, T eps, T step_size, T wd, int mode) {                                    \
+        /* mode: 0 no weight decay, 1 L2 (Adam), 2 decoupled (AdamW) */                                          \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            T g = grad[i];                                                                                        \
+            T wi = w[i];                                                                                          \
+            if (mode == 2) {                                                                                      \
+                wi = wi * wd;                                                                                     \
+            } else if (mode == 1) {                                                                               \
+                T decay = wd * wi;                                                                                \
+                g = g + decay;                                                                                    \
+            }                                                                                                     \
+            T mi = m[i] * b1;                                                                                     \
+            T gm = one_minus_b1 * g;                                                                              \
+            mi = mi + gm;                                                                                         \
+            m[i] = mi;                                                                                            \
+            T vi = v[i] * b2;                                                                                     \
+            T g2 = g * g;                                                                                         \
+            g2 = g2 * one_minus_b2;                                                                               \
+            vi = vi + g2;                                                                                         \
+            v[i] = vi;                                                                                            \
+            if (vmax) {                                                                                           \
+                T top = vmax[i];                                                                                  \
+                vi = (vi > top || vi != vi) ? vi : top;                                                               \
+                vmax[i] = vi;                                                                                     \
+            }                                                                                                     \
+            T denom = SQRT(vi);                                                                                   \
+            denom = denom * inv_sqrt_c2;                                                                          \
+            denom = denom + eps;                                                                                  \
+            T update = mi / denom;                                                                                \
+            update = update * step_size;                                                                          \
+            w[i] = wi - update;                                                                                   \
+        }                                                                                                         \
+    }
+
+ADAM_KERNEL(adam_f32, float, sqrtf)
+ADAM_KERNEL(adam_f64, double, sqrt)
+
+static PyObject *py_adam(PyObject *self, PyObject *args) {
+    PyObject *objs[5];
+    double b1, b2, inv_sqrt_c2, eps, step_size, wd;
+    int mode;
+    if (!PyArg_ParseTuple(args, "OOOOOddddddi", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &b1, &b2,
+                          &inv_sqrt_c2, &eps, &step_size, &wd, &mode))
+        return NULL;
+    int amsgrad = objs[4] != Py_None;
+    static const int writable[5] = {1, 0, 1, 1, 1};
+    Buffers b;
+    int size = acquire(&b, objs, writable, amsgrad ? 5 : 4);
+    if (!size)
+        return NULL;
+    Py_ssize_t n = b.views[0].len / size;
+    void *vmax = amsgrad ? b.views[4].buf : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        adam_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, vmax, n, (float)b1,
+                 (float)(1.0 - b1), (float)b2, (float)(1.0 - b2), (float)inv_sqrt_c2, (float)eps, (float)step_size,
+                 (float)wd, mode);
+    else
+        adam_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, vmax, n, b1, 1.0 - b1, b2, 1.0 - b2,
+                 inv_sqrt_c2, eps, step_size, wd, mode);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* ---- ReLU gradient ---------------------------------------------------------------------------------------------- */
+
+/* activations.py's ReLU backward, dx = dy * (y > 0 ? 1 : 0), in one pass instead of three (compare, convert,
+ * multiply). Multiplying keeps the standard code's bits: NaN in dy stays NaN, and -x * 0 is -0. */
+#define RELU_GRAD_KERNEL(NAME, T)                                                                                \
+    WIDE static void NAME(const T *restrict dy, const T *restrict y, T *restrict dx, Py_ssize_t n) {             \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                        \
+            dx[i] = dy[i] * (T)(y[i] > 0);                                                                        \
+    }
+
+RELU_GRAD_KERNEL(relu_grad_f32, float)
+RELU_GRAD_KERNEL(relu_grad_f64, double)
+
+static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
+        return NULL;
+    static const int writable[3] = {0, 0, 1};
+    Buffers b;
+    int size = acquire(&b, objs, writable, 3);
+    if (!size)
+        return NULL;
+    Py_ssize_t n = b.views[0].len / size;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        relu_grad_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, n);
+    else
+        relu_grad_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, n);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------------------------------------ */
+
+/* losses.py's CrossEntropyLoss with integer labels, forward and backward in one pass over the logits:
+ *   per row: m = max z;  e = exp(z - m);  s = sum e;  loss = log s - (z[label] - m);  grad = (e / s - onehot) * scale.
+ * A label outside 0..c-1 gives a NaN loss and a NaN gradient row, as the standard code's one-hot does.
+ * Returns the sum of the per-row losses (accumulated in double); exp and the sums round differently from NumPy's,
+ * so this kernel agrees with the standard code to float tolerance, not bit for bit. */
+#define CE_KERNEL(NAME, T, EXP, LOG)                                                                             \
+    static double NAME(const T *restrict z, const int64_t *restrict labels, T *restrict grad, Py_ssize_t n,     \
+                       Py_ssize_t c, T scale) {                                                                   \
+        double total = 0.0;                                                                                       \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            const T *zi = z + i * c;                                                                              \
+            T *gi = grad + i * c;                                                                                 \
+            T m = zi[0];                                                                                          \
+            for (Py_ssize_t j = 1; j < c; j++)                                                                    \
+                m = zi[j] > m ? zi[j] : m;                                                                        \
+            T s = 0;                                                                                              \
+            for (Py_ssize_t j = 0; j < c; j++) {                                                                  \
+                T e = EXP(zi[j] - m);                                                                             \
+                gi[j] = e;                                                                                        \
+                s += e;                                                                                           \
+            }                                                                                                     \
+            int64_t label = labels[i];                                                                            \
+            if (label < 0 || label >= c || m != m) {                                                              \
+                for (Py_ssize_t j = 0; j < c; j++)                                                                \
+                    gi[j] = (T)NAN;                                                                               \
+                total += NAN;                                                                                     \
+                continue;                                                                                         \
+            }                                                                                                     \
+            for (Py_ssize_t j = 0; j < c; j++) {                                                                  \
+                T p = gi[j] / s;                                                                                  \
+                gi[j] = (j == label ? p - (T)1 : p) * scale;                                                      \
+            }                                                                                                     \
+            total += (double)LOG(s) - (double)(zi[label] - m);                                                    \
+        }                                                                                                         \
+        return total;                                                                                             \
+    }
+
+CE_KERNEL(ce_f32, float, expf, logf)
+CE_KERNEL(ce_f64, double, exp, log)
+
+static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
+    PyObject *z_obj, *labels_obj, *grad_obj;
+    double scale;
+    if (!PyArg_ParseTuple(args, "OOOd", &z_obj, &labels_obj, &grad_obj, &scale))
+        return NULL;
+    PyObject *objs[2] = {z_obj, grad_obj};
+    static const int writable[2] = {0, 1};
+    Buffers b;
+    int size = acquire(&b, objs, writable, 2);
+    if (!size)
+        return NULL;
+    Py_buffer lab;
+    if (PyObject_GetBuffer(labels_obj, &lab, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+        release(&b);
+        return NULL;
+    }
+    Py_ssize_t n = lab.len / 8;
+    int ok = lab.itemsize == 8 && lab.format && (strcmp(lab.format, "l") == 0 || strcmp(lab.format, "q") == 0)
+             && b.views[0].ndim == 2 && b.views[0].shape[0] == n && n > 0;
+    if (!ok) {
+        PyBuffer_Release(&lab);
+        release(&b);
+        PyErr_SetString(PyExc_TypeError, "softmax_ce takes (n, c) float logits and (n,) int64 labels");
+        return NULL;
+    }
+    Py_ssize_t c = b.views[0].shape[1];
+    double total;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        total = ce_f32(b.views[0].buf, lab.buf, b.views[1].buf, n, c, (float)scale);
+    else
+        total = ce_f64(b.views[0].buf, lab.buf, b.views[1].buf, n, c, scale);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&lab);
+    release(&b);
+    return PyFloat_FromDouble(total);
+}
+
+/* ---- module --------------------------------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"sgd", py_sgd, METH_VARARGS,
+     "sgd(w, grad, buf, lr, momentum, dampening_factor, weight_decay, nesterov): one SGD step in place on w, buf"},
+    {"adam", py_adam, METH_VARARGS,
+     "adam(w, grad, m, v, vmax_or_None, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode): one Adam step in place"},
+    {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass"},
+    {"softmax_ce", py_softmax_ce, METH_VARARGS,
+     "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                    "Fused optimizer updates for NumPy arrays (see backends/kernels.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,147 @@
+"""The NumPy backend's fused kernels (backends/kernels.py) against the standard Array API code they override:
+the same bits for the optimizer updates and the ReLU gradient, float tolerance for softmax cross-entropy;
+and the standard code on every other backend agrees with them."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portanet as pn
+from portanet.backends import kernels
+
+from test_optim import OPTIMIZERS
+
+needs_kernels = pytest.mark.skipif(not kernels.built(), reason=f"kernels: {kernels.status()}")
+FUSED = [(n, o) for n, o in OPTIMIZERS if n in ("Adam", "AdamW") or (n == "SGD" and o.get("momentum"))]
+
+
+@pytest.fixture
+def standard_code():
+    """Run a block with the kernels off; always turn them back on."""
+    def run(fn):
+        kernels.set_enabled(False)
+        try:
+            return fn()
+        finally:
+            kernels.set_enabled(True)
+    return run
+
+
+def _train_params(name, opts, dtype, steps=6, grads=None):
+    shapes = [(33, 7), (7,)]
+    params = [pn.Parameter(np.random.default_rng(i).standard_normal(s).astype(dtype)) for i, s in enumerate(shapes)]
+    opt = getattr(pn.optim, name)(params, **opts)
+    for step in range(steps):
+        rng = np.random.default_rng(100 + step)
+        opt.zero_grad()
+        for p in params:
+            p.grad = (grads or (lambda g: g))(rng.standard_normal(p.shape).astype(dtype))
+        opt.step()
+    slots = [v for st in opt.state.values() for v in st.values() if hasattr(v, "shape")]
+    return [p.data for p in params] + slots
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,opts", FUSED, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in FUSED])
+def test_fused_optimizer_gives_the_standard_codes_bits(name, opts, dtype, standard_code):
+    fused = _train_params(name, opts, dtype)
+    standard = standard_code(lambda: _train_params(name, opts, dtype))
+    assert len(fused) == len(standard) > 2
+    for a, b in zip(fused, standard):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_kernels
+def test_optimizer_falls_back_when_the_kernel_refuses(standard_code):
+    # a non-contiguous gradient (a strided view) is refused by the kernel; the standard code runs instead
+    def strided(g):
+        wide = np.zeros(g.shape[:-1] + (2 * g.shape[-1],), g.dtype)
+        wide[..., ::2] = g
+        return wide[..., ::2]
+
+    opts = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)
+    fused = _train_params("SGD", opts, "float32", grads=strided)
+    standard = standard_code(lambda: _train_params("SGD", opts, "float32"))
+    for a, b in zip(fused, standard):
+        np.testing.assert_array_equal(a, b)
+
+
+def _ce(z, y, reduction):
+    loss = pn.CrossEntropyLoss(reduction=reduction)
+    value = loss.forward(z, y)
+    return np.asarray(value), np.asarray(loss.backward())
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fused_cross_entropy_matches_the_standard_code(dtype, tol, reduction, standard_code):
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((64, 10)) * 4).astype(dtype)
+    y = rng.integers(0, 10, 64)
+    value, grad = _ce(z, y, reduction)
+    ref_value, ref_grad = standard_code(lambda: _ce(z, y, reduction))
+    assert value.dtype == ref_value.dtype == np.dtype(dtype) and value.shape == ()
+    np.testing.assert_allclose(value, ref_value, rtol=tol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol / 64)
+    assert abs(float(grad.sum())) < 1e-5                     # rows of p - t sum to zero
+
+
+@needs_kernels
+def test_fused_cross_entropy_poisons_a_bad_label():
+    # the standard code leaves labels to the checks of loss(...) and fit; the kernel also marks them itself
+    z = np.zeros((3, 4), np.float32)
+    y = np.array([0, 7, 2])                                  # 7 is out of range for 4 classes
+    value, grad = _ce(z, y, "mean")
+    assert np.isnan(value)
+    assert np.isnan(grad[1]).all() and not np.isnan(grad[[0, 2]]).any()
+    with pytest.raises(ValueError, match=r"labels in \[0, 7\] but the model has 4 classes"):
+        pn.CrossEntropyLoss()(z, y)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_relu_gradient_gives_the_standard_codes_bits(dtype, standard_code):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 9)).astype(dtype)
+    x[0, :3] = 0.0
+    dy = rng.standard_normal((50, 9)).astype(dtype)
+    dy[1, :4] = np.nan                                       # NaN stays NaN where the unit is off, as dy * 0
+
+    def run():
+        relu = pn.ReLU()
+        relu.forward(x)
+        return relu.backward(dy)
+
+    np.testing.assert_array_equal(run(), standard_code(run))
+
+
+def test_other_backends_run_the_standard_code_and_agree(ctx):
+    """Kernels exist for NumPy only; elsewhere Device.kernel is None and the standard code gives the same numbers."""
+    expect = ctx.spec == "cpu" and kernels.built()
+    assert (ctx.device.kernel("sgd") is not None) == expect
+    rng = np.random.default_rng(3)
+    z, y = rng.standard_normal((16, 5)), rng.integers(0, 5, 16)
+    loss = pn.CrossEntropyLoss()
+    value = loss.forward(ctx.asarray(z), ctx.asarray(y))
+    grad = loss.backward()
+    ref = pn.CrossEntropyLoss()
+    ref_value = ref.forward(z, y)
+    ctx.close(value, np.asarray(ref_value))
+    ctx.close(grad, np.asarray(ref.backward()))
+
+
+def test_status_says_what_runs():
+    line = kernels.status()
+    assert line.startswith("fused C kernels: sgd, adam") or line.startswith("standard code (")
+    with pytest.raises(ValueError, match="no kernel named 'conv'"):
+        kernels.get("conv")
+    out = subprocess.run([sys.executable, "-c", "import portanet.backends.kernels as k; print(k.status()); "
+                          "print(k.get('sgd'))"], capture_output=True, text=True,
+                         env={**os.environ, "PORTANET_KERNELS": "0"}, check=True).stdout.splitlines()
+    assert out == ["standard code (fused kernels turned off)", "None"] or out[0].startswith("standard code (fused "
+                                                                                            "kernels not built")
