@@ -232,6 +232,112 @@ static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- Dense + ReLU ------------------------------------------------------------------------------------------------ */
+
+/* Dense's bias add and the ReLU after it, in place on the Dense's own fresh output (Sequential fuses the pair):
+ *   y = max(y + b, 0), NaN kept, as `y += b; maximum(y, 0.0)`.
+ * Backward: dz = dy * (y > 0), and the Dense's bias gradient db = sum over rows of dz, accumulated row by row in
+ * the array's precision as NumPy's sum(axis=0) does. */
+#define BIAS_RELU_KERNEL(NAME, T)                                                                                \
+    WIDE static void NAME(T *restrict y, const T *restrict b, Py_ssize_t n, Py_ssize_t c) {                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            T *yi = y + i * c;                                                                                    \
+            for (Py_ssize_t j = 0; j < c; j++) {                                                                  \
+                T t = yi[j] + b[j];                                                                               \
+                yi[j] = (t > 0 || t != t) ? t : (T)0;                                                             \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+#define RELU_GRAD_SUM_KERNEL(NAME, T)                                                                            \
+    WIDE static void NAME(const T *restrict dy, const T *restrict y, T *restrict dz, T *restrict db,             \
+                          Py_ssize_t n, Py_ssize_t c) {                                                           \
+        for (Py_ssize_t j = 0; j < c; j++)                                                                        \
+            db[j] = 0;                                                                                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            const T *dyi = dy + i * c, *yi = y + i * c;                                                           \
+            T *dzi = dz + i * c;                                                                                  \
+            for (Py_ssize_t j = 0; j < c; j++) {                                                                  \
+                T g = dyi[j] * (T)(yi[j] > 0);                                                                    \
+                dzi[j] = g;                                                                                       \
+                db[j] = db[j] + g;                                                                                \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+BIAS_RELU_KERNEL(bias_relu_f32, float)
+BIAS_RELU_KERNEL(bias_relu_f64, double)
+RELU_GRAD_SUM_KERNEL(relu_grad_sum_f32, float)
+RELU_GRAD_SUM_KERNEL(relu_grad_sum_f64, double)
+
+/* objs[0..k) share a (n, c) shape; bias (c,) of the same format. Returns the item size or 0 with an exception. */
+static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k, PyObject *bias, int bias_writable,
+                        Py_ssize_t *n, Py_ssize_t *c) {
+    int size = acquire(b, objs, writable, k);
+    if (!size)
+        return 0;
+    if (b->views[0].ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "fused Dense kernels take (batch, features) arrays");
+        release(b);
+        return 0;
+    }
+    *n = b->views[0].shape[0];
+    *c = b->views[0].shape[1];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (bias_writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(bias, &b->views[k], flags) != 0) {
+        release(b);
+        return 0;
+    }
+    b->held++;
+    if (!b->views[k].format || strcmp(b->views[k].format, b->views[0].format) != 0
+        || b->views[k].len != *c * size) {
+        PyErr_SetString(PyExc_ValueError, "the bias must be (features,) of the activations' dtype");
+        release(b);
+        return 0;
+    }
+    return size;
+}
+
+static PyObject *py_bias_relu(PyObject *self, PyObject *args) {
+    PyObject *objs[1], *bias;
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &bias))
+        return NULL;
+    static const int writable[1] = {1};
+    Buffers b;
+    Py_ssize_t n, c;
+    int size = acquire_rows(&b, objs, writable, 1, bias, 0, &n, &c);
+    if (!size)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        bias_relu_f32(b.views[0].buf, b.views[1].buf, n, c);
+    else
+        bias_relu_f64(b.views[0].buf, b.views[1].buf, n, c);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
+    PyObject *objs[3], *db;
+    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
+        return NULL;
+    static const int writable[3] = {0, 0, 1};
+    Buffers b;
+    Py_ssize_t n, c;
+    int size = acquire_rows(&b, objs, writable, 3, db, 1, &n, &c);
+    if (!size)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        relu_grad_sum_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, n, c);
+    else
+        relu_grad_sum_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, n, c);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
 /* ---- softmax cross-entropy ------------------------------------------------------------------------------------ */
 
 /* losses.py's CrossEntropyLoss with integer labels, forward and backward in one pass over the logits:
@@ -320,6 +426,9 @@ static PyMethodDef methods[] = {
     {"adam", py_adam, METH_VARARGS,
      "adam(w, grad, m, v, vmax_or_None, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode): one Adam step in place"},
     {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass"},
+    {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
+    {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
+     "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
     {NULL, NULL, 0, NULL},

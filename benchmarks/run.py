@@ -194,8 +194,11 @@ def main():
             print(f"bench-gpu skipped: {reason}")
             return
     x, y, xt, yt, name = load_data()
+    from portanet.backends import host_memory, kernels
+
+    pn.device(args.device)
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
-          f"device {args.device}\n")
+          f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
 
     ep, acc_pn, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
     tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device)

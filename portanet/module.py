@@ -319,8 +319,21 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers = self.layers
+        fused = self._fused_pairs()
+        if not fused:
+            for layer in layers:
+                x = layer.forward(x)
+            return x
+        kernel = self._device.kernel("bias_relu")
+        i = 0
+        while i < len(layers):
+            if i in fused and kernel is not None:
+                x = layers[i].forward_relu(x, layers[i + 1], kernel)
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
 
     def backward(self, dy, input_grad: bool = True):
@@ -328,20 +341,42 @@ class Sequential(Module):
         ``input_grad=False``: then backpropagation stops at the first layer that has parameters
         (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited."""
         layers = self.layers
-        if input_grad:
-            for layer in reversed(layers):
-                dy = layer.backward(dy)
-            return dy
-        first = self._first_trainable()
-        if first is None:
+        stop = 0 if input_grad else self._first_trainable()
+        if stop is None:
             return None
-        for layer in reversed(layers[first + 1:]):
-            dy = layer.backward(dy)
-        layer = layers[first]
-        if getattr(layer, "can_skip_input_grad", False):
-            return layer.backward(dy, input_grad=False)
-        layer.backward(dy)
-        return None
+        fused = self._fused_pairs()
+        kernel = self._device.kernel("relu_grad_sum") if fused else None
+        i = len(layers) - 1
+        while i >= stop:
+            layer = layers[i]
+            if kernel is not None and i - 1 >= stop and i - 1 in fused:
+                # a Dense + ReLU pair: the mask and the bias gradient in one pass
+                dy = layers[i - 1].backward_relu(dy, layer, kernel, input_grad=input_grad or i - 1 > stop)
+                i -= 2
+            elif i == stop and not input_grad:
+                if getattr(layer, "can_skip_input_grad", False):
+                    return layer.backward(dy, input_grad=False)
+                layer.backward(dy)
+                return None
+            else:
+                dy = layer.backward(dy)
+                i -= 1
+        return dy if input_grad else None
+
+    def _fused_pairs(self) -> frozenset:
+        """Indices i where layers[i] is a Dense with a bias and layers[i + 1] a ReLU: with the backend's fused
+        kernels (backends/kernels.py) the pair runs as one step; without them, layer by layer as usual."""
+        key = tuple(map(id, self.layers))
+        if getattr(self, "_pairs_key", None) != key:
+            from .layers.activations import ReLU
+            from .layers.dense import Dense
+
+            pairs = frozenset(i for i in range(len(self.layers) - 1)
+                              if type(self.layers[i]) is Dense and self.layers[i].bias is not None
+                              and type(self.layers[i + 1]) is ReLU)
+            object.__setattr__(self, "_pairs", pairs)
+            object.__setattr__(self, "_pairs_key", key)
+        return self._pairs
 
     def _first_trainable(self):
         for i, layer in enumerate(self.layers):

@@ -145,3 +145,31 @@ def test_status_says_what_runs():
                          env={**os.environ, "PORTANET_KERNELS": "0"}, check=True).stdout.splitlines()
     assert out == ["standard code (fused kernels turned off)", "None"] or out[0].startswith("standard code (fused "
                                                                                             "kernels not built")
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, standard_code):
+    """Sequential runs Dense + ReLU as one step (bias add and ReLU in place; mask and bias gradient in one pass)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((37, 12)).astype(dtype)
+    dy = rng.standard_normal((37, 3)).astype(dtype)
+
+    def run():
+        pn.seed(5)
+        model = pn.Sequential(pn.Dense(12, 16, dtype=dtype), pn.ReLU(), pn.Dense(16, 8, dtype=dtype), pn.ReLU(),
+                              pn.Dense(8, 3, dtype=dtype))
+        out = model(x)
+        dx = model.backward(dy, input_grad=input_grad)
+        return [out] + ([dx] if input_grad else []) + [p.grad for p in model.parameters()]
+
+    assert pn.Sequential(pn.Dense(2, 2), pn.ReLU())._fused_pairs() == {0}
+    fused, standard = run(), standard_code(run)
+    for a, b in zip(fused, standard):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pairs_that_are_not_dense_relu_run_layer_by_layer():
+    assert pn.Sequential(pn.Dense(2, 2, bias=False), pn.ReLU(), pn.Dense(2, 2), pn.Sigmoid(),
+                         pn.Dense(2, 2), pn.LeakyReLU())._fused_pairs() == frozenset()

@@ -44,6 +44,35 @@ class Dense(Module):
             y += self.bias.data
         return y
 
+    def forward_relu(self, x, relu, kernel):
+        """forward, then ``relu`` on the result, as one step: the bias add and the ReLU run in place on this
+        layer's own fresh GEMM output through the backend's fused ``kernel`` (Sequential pairs them).
+        Leaves ``relu`` ready for its backward as if it had run itself."""
+        w = self.weight.data
+        if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
+            check_features(self, x, self.in_features)
+        if x.dtype != w.dtype:
+            check_float(self, x, w.dtype)
+        self._x = x
+        y = x @ w
+        kernel(y, self.bias.data)
+        relu._saved = y
+        return y
+
+    def backward_relu(self, dy, relu, kernel, input_grad=True):
+        """``relu.backward`` then this layer's backward, as one step: the ReLU mask and the bias gradient come
+        from one pass of the fused ``kernel`` over dy."""
+        x, y = self._x, relu._saved
+        self._needs_forward(x)
+        relu._needs_forward(y)
+        xp = self.xp
+        dz = xp.empty_like(y)
+        db = xp.empty_like(self.bias.data)
+        kernel(dy, y, dz, db)
+        self.weight.accumulate(x.T @ dz)
+        self.bias.accumulate(db)
+        return dz @ self.weight.data.T if input_grad else None
+
     def backward(self, dy, input_grad=True):
         x = self._x
         self._needs_forward(x)
