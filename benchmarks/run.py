@@ -3,7 +3,7 @@
 
     make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick] [--device gpu]
 
-Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data
+Every row trains the same MLP on the same batches (rows a-c: from the same initial weights) (Fashion-MNIST from Debian's package, else synthetic data
 of MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32. Each contender runs
 one epoch in turn; the table gives the median seconds per epoch over epochs 2..N, and as ratios the median of
 the per-round ratios (each round's contenders run back to back, so the shared machine's slow spells cancel).
@@ -82,16 +82,23 @@ def _forward_flat(model, xb):
     return xb
 
 
-def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0):
+def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0, init_from=None):
+    """``init_from``: a portanet model whose initial weights PyTorch starts from, so that the two runs differ only
+    in the frameworks' arithmetic (else both draw Xavier-uniform weights from their own generators)."""
     import torch
 
     torch.manual_seed(seed)
     dims = sizes(hidden, depth)
+    dense = [m for m in init_from.layers if isinstance(m, pn.Dense)] if init_from is not None else []
     layers = []
     for i in range(len(dims) - 1):
         lin = torch.nn.Linear(dims[i], dims[i + 1])
         torch.nn.init.xavier_uniform_(lin.weight)
         torch.nn.init.zeros_(lin.bias)
+        if dense:
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(init_from.device.to_host(dense[i].weight.data).T.copy()))
+                lin.bias.copy_(torch.from_numpy(init_from.device.to_host(dense[i].bias.data).copy()))
         layers += [lin] + ([torch.nn.ReLU()] if i < len(dims) - 2 else [])
     tdev = "cuda" if device.startswith("gpu") else "cpu"
     model = torch.nn.Sequential(*layers).to(tdev)
@@ -200,8 +207,8 @@ def main():
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
           f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
 
-    ep, acc_pn, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
-    tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device)
+    ep, acc_pn, model = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
+    tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device, init_from=model)
     med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(x, 256, 2, 128)}, args.epochs)
     row("(a-c) 784-256-256-10, batch 128", med,
         f"  | test acc portanet {100 * acc_pn():.2f}% pytorch {100 * acc_t():.2f}%")
