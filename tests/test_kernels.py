@@ -173,3 +173,21 @@ def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, 
 def test_pairs_that_are_not_dense_relu_run_layer_by_layer():
     assert pn.Sequential(pn.Dense(2, 2, bias=False), pn.ReLU(), pn.Dense(2, 2), pn.Sigmoid(),
                          pn.Dense(2, 2), pn.LeakyReLU())._fused_pairs() == frozenset()
+
+
+@needs_kernels
+def test_a_pair_the_kernel_refuses_runs_layer_by_layer(standard_code):
+    """A bias of another dtype than the activations (set by hand) is refused by the kernel; the pair then runs
+    the two layers' own code, which gives what the standard code gives."""
+    rng = np.random.default_rng(4)
+    x, dy = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((6, 3)).astype(np.float32)
+
+    def run():
+        pn.seed(1)
+        model = pn.Sequential(pn.Dense(5, 3), pn.ReLU())
+        model[0].bias.data = np.linspace(-1, 1, 3)                 # float64 bias in a float32 model
+        out = model(x)
+        return [out, model.backward(dy)] + [p.grad for p in model.parameters()]
+
+    for a, b in zip(run(), standard_code(run)):
+        np.testing.assert_array_equal(a, b)
