@@ -398,7 +398,7 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
     }
     Py_ssize_t n = lab.len / 8;
     int ok = lab.itemsize == 8 && lab.format && (strcmp(lab.format, "l") == 0 || strcmp(lab.format, "q") == 0)
-             && b.views[0].ndim == 2 && b.views[0].shape[0] == n && n > 0;
+             && b.views[0].ndim == 2 && b.views[0].shape[0] == n && n > 0 && b.views[0].shape[1] > 0;
     if (!ok) {
         PyBuffer_Release(&lab);
         release(&b);
