@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import portanet as pn
+from portanet.backends import host_memory, kernels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -201,8 +202,6 @@ def main():
             print(f"bench-gpu skipped: {reason}")
             return
     x, y, xt, yt, name = load_data()
-    from portanet.backends import host_memory, kernels
-
     pn.device(args.device)
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
           f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
