@@ -191,3 +191,16 @@ def test_a_pair_the_kernel_refuses_runs_layer_by_layer(standard_code):
 
     for a, b in zip(run(), standard_code(run)):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_kernels
+def test_fused_pairs_pass_gradcheck():
+    """The fused Dense + ReLU path against central differences (float64), input and every parameter."""
+    pn.seed(3)
+    model = pn.Sequential(pn.Dense(6, 5, dtype="float64"), pn.ReLU(), pn.Dense(5, 4, dtype="float64"), pn.ReLU(),
+                          pn.Dense(4, 2, dtype="float64"))
+    assert model._fused_pairs() == {0, 2}
+    x = np.random.default_rng(0).standard_normal((7, 6))
+    errors = pn.gradcheck(model, x, tol=1e-6)
+    assert set(errors) == {"input", "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
+    assert max(errors.values()) < 1e-7
