@@ -34,28 +34,26 @@ class Dense(Module):
         self._x = None
 
     def forward(self, x):
+        y = self._matmul(x)
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def _matmul(self, x):
+        """x @ W after checking x, keeping x for backward. y is this layer's own array: safe to update in place."""
         w = self.weight.data
         if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
             check_features(self, x, self.in_features)
         if x.dtype != w.dtype:
             check_float(self, x, w.dtype)
         self._x = x
-        y = x @ w
-        if self.bias is not None:
-            y += self.bias.data
-        return y
+        return x @ w
 
     def forward_relu(self, x, relu, kernel):
         """forward, then ``relu`` on the result, as one step: the bias add and the ReLU run in place on this
         layer's own fresh GEMM output through the backend's fused ``kernel`` (Sequential pairs them).
         Leaves ``relu`` ready for its backward as if it had run itself."""
-        w = self.weight.data
-        if x.ndim != 2 or x.shape[1] != self.in_features or x.shape[0] == 0:
-            check_features(self, x, self.in_features)
-        if x.dtype != w.dtype:
-            check_float(self, x, w.dtype)
-        self._x = x
-        y = x @ w
+        y = self._matmul(x)
         try:
             kernel(y, self.bias.data)
         except REFUSALS:          # e.g. a bias the user replaced with another dtype: the two layers' own code
