@@ -83,23 +83,28 @@ def _forward_flat(model, xb):
     return xb
 
 
-def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0, init_from=None):
-    """``init_from``: a portanet model whose initial weights PyTorch starts from, so that the two runs differ only
-    in the frameworks' arithmetic (else both draw Xavier-uniform weights from their own generators)."""
+def initial_weights(model):
+    """[(W (in, out), b)] of a portanet model's Dense layers, on the host."""
+    dev = model.device
+    return [(dev.to_host(m.weight.data), dev.to_host(m.bias.data)) for m in model.layers if isinstance(m, pn.Dense)]
+
+
+def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0, init=None):
+    """``init``: initial_weights() of a portanet model, so that the two runs differ only in the frameworks'
+    arithmetic (else both draw Xavier-uniform weights from their own generators)."""
     import torch
 
     torch.manual_seed(seed)
     dims = sizes(hidden, depth)
-    dense = [m for m in init_from.layers if isinstance(m, pn.Dense)] if init_from is not None else []
     layers = []
     for i in range(len(dims) - 1):
         lin = torch.nn.Linear(dims[i], dims[i + 1])
         torch.nn.init.xavier_uniform_(lin.weight)
         torch.nn.init.zeros_(lin.bias)
-        if dense:
+        if init:
             with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(init_from.device.to_host(dense[i].weight.data).T.copy()))
-                lin.bias.copy_(torch.from_numpy(init_from.device.to_host(dense[i].bias.data).copy()))
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(init[i][0].T)))
+                lin.bias.copy_(torch.from_numpy(np.array(init[i][1])))
         layers += [lin] + ([torch.nn.ReLU()] if i < len(dims) - 2 else [])
     tdev = "cuda" if device.startswith("gpu") else "cpu"
     model = torch.nn.Sequential(*layers).to(tdev)
@@ -125,6 +130,67 @@ def torch_eager(x, y, xt, yt, hidden, depth, batch, device="cpu", seed=0, init_f
             return float((model(XT).argmax(1).cpu().numpy() == yt).mean())
 
     return epoch, acc
+
+
+class TorchProcess:
+    """PyTorch eager in a process of its own with glibc's default allocator, as a user runs it (portanet's
+    allocator setting applies to the whole process it runs in, PyTorch included). Runs one epoch per call, so it
+    takes turns with the in-process contenders."""
+
+    def __init__(self, init, hidden, depth, batch, device):
+        import json
+        import tempfile
+
+        self._file = tempfile.NamedTemporaryFile(suffix=".npz", delete=False)
+        np.savez(self._file, **{f"w{i}": w for i, (w, _) in enumerate(init)},
+                 **{f"b{i}": b for i, (_, b) in enumerate(init)})
+        self._file.close()
+        env = {**os.environ, "PORTANET_HOST_MALLOC": "system"}
+        args = json.dumps([self._file.name, hidden, depth, batch, device])
+        self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--torch-worker", args],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self._ask("ready")
+
+    def _ask(self, line):
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
+        answer = self._proc.stdout.readline()
+        if not answer:
+            raise RuntimeError("the PyTorch worker process ended early")
+        return answer.strip()
+
+    def epoch(self, e):
+        self._ask(f"epoch {e}")
+
+    def accuracy(self):
+        return float(self._ask("acc"))
+
+    def close(self):
+        self._ask("quit")
+        self._proc.wait()
+        os.unlink(self._file.name)
+
+
+def torch_worker(spec):
+    import json
+
+    path, hidden, depth, batch, device = json.loads(spec)
+    with np.load(path) as f:
+        init = [(f[f"w{i}"], f[f"b{i}"]) for i in range(len(f.files) // 2)]
+    x, y, xt, yt, _ = load_data()
+    epoch, acc = torch_eager(x, y, xt, yt, hidden, depth, batch, device, init=init)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "epoch":
+            epoch(int(cmd[1]))
+            out = "done"
+        elif cmd[0] == "acc":
+            out = repr(acc())
+        else:
+            out = "ok"
+        print(out, flush=True)
+        if cmd[0] == "quit":
+            return
 
 
 def gemm_bound(x, hidden, depth, batch):
@@ -191,6 +257,8 @@ def peak_rss(cmd):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--torch-worker":
+        return torch_worker(sys.argv[2])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--device", default="cpu")
@@ -207,10 +275,17 @@ def main():
           f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
 
     ep, acc_pn, model = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
-    tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device, init_from=model)
-    med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(x, 256, 2, 128)}, args.epochs)
+    init = initial_weights(model)
+    tep, acc_t = torch_eager(x, y, xt, yt, 256, 2, 128, args.device, init=init)
+    own = TorchProcess(init, 256, 2, 128, args.device)
+    med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(x, 256, 2, 128), "own": own.epoch},
+                     args.epochs)
     row("(a-c) 784-256-256-10, batch 128", med,
         f"  | test acc portanet {100 * acc_pn():.2f}% pytorch {100 * acc_t():.2f}%")
+    print(f"{'(a-c) PyTorch in its own process':34s}  pytorch {med['own']:6.3f}s  portanet/pytorch "
+          f"{med.ratio('portanet', 'own'):.2f}  (glibc's default allocator, as a user runs it; "
+          f"test acc {100 * own.accuracy():.2f}%)", flush=True)
+    own.close()
     if args.quick:
         return
     ep, _, _ = portanet_fit(x, y, xt, yt, 100, 1, 32, args.device)
