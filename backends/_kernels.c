@@ -1,14 +1,15 @@
 /* Fused kernels for host (NumPy) arrays. Optimizer updates: one pass over the parameter, its gradient and its
- * state, where NumPy needs four to six (each a separate ufunc over arrays that do not fit in L2 cache). Softmax
- * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
+ * state, where NumPy needs four to six (each a separate ufunc over arrays that do not fit in L2 cache). ReLU and
+ * Dense + ReLU: the mask, bias add and bias gradient folded into one pass. Softmax cross-entropy: loss and gradient
+ * in one pass, where the standard code takes a dozen small array operations.
  *
- * The optimizer updates are written in the order, precision and rounding of portanet's Array API code
- * (portanet/optim/sgd.py, adam.py): float32 arrays are computed in float32 with the Python scalars cast to
- * float32 first, as NumPy does for a float32 array times a Python float, and the build turns floating-point
- * contraction off (no FMA), so the kernel and the standard code give the same bits.
+ * All but the cross-entropy are written in the order, precision and rounding of portanet's Array API code
+ * (portanet/optim/sgd.py, adam.py, layers/activations.py, dense.py): float32 arrays are computed in float32 with the
+ * Python scalars cast to float32 first, as NumPy does for a float32 array times a Python float, and the build turns
+ * floating-point contraction off (no FMA), so the kernel and the standard code give the same bits.
  *
- * Buffers must be C-contiguous float32 or float64 of one length; anything else raises, and the Python side
- * (backends/kernels.py) falls back to the standard code.
+ * Buffers must be C-contiguous, of one float dtype, the right sizes, and must not overlap a buffer the kernel
+ * writes; anything else raises TypeError or ValueError, and the caller runs the standard code instead.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,6 +34,21 @@ static void release(Buffers *b) {
     for (int i = 0; i < b->held; i++)
         PyBuffer_Release(&b->views[i]);
     b->held = 0;
+}
+
+/* The kernels' pointers are restrict: a written buffer must share no byte with any other. 1 with ValueError set. */
+static int overlapping(const Py_buffer *v, const int *writable, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            if (!writable[i] && !writable[j])
+                continue;
+            const char *a = v[i].buf, *b = v[j].buf;
+            if (a < b + v[j].len && b < a + v[i].len) {
+                PyErr_SetString(PyExc_ValueError, "fused kernels take arrays that do not overlap");
+                return 1;
+            }
+        }
+    return 0;
 }
 
 /* Acquire objs[0..n) as C-contiguous buffers of one float format and one length; returns the item size (4 or 8),
@@ -60,6 +76,10 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
             release(b);
             return 0;
         }
+    }
+    if (overlapping(b->views, writable, n)) {
+        release(b);
+        return 0;
     }
     return size;
 }
@@ -292,6 +312,14 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
     if (!b->views[k].format || strcmp(b->views[k].format, b->views[0].format) != 0
         || b->views[k].len != *c * size) {
         PyErr_SetString(PyExc_ValueError, "the bias must be (features,) of the activations' dtype");
+        release(b);
+        return 0;
+    }
+    int all_writable[5];
+    for (int i = 0; i < k; i++)
+        all_writable[i] = writable[i];
+    all_writable[k] = bias_writable;
+    if (overlapping(b->views, all_writable, k + 1)) {
         release(b);
         return 0;
     }

@@ -204,3 +204,23 @@ def test_fused_pairs_pass_gradcheck():
     errors = pn.gradcheck(model, x, tol=1e-6)
     assert set(errors) == {"input", "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
     assert max(errors.values()) < 1e-7
+
+
+@needs_kernels
+def test_kernels_refuse_overlapping_arrays_and_the_optimizer_falls_back(standard_code):
+    """A gradient that is the parameter itself (aliasing a written buffer) is refused; the standard code runs."""
+    from portanet.backends import _kernels
+
+    w = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="do not overlap"):
+        _kernels.sgd(w, w, np.zeros(8, np.float32), 0.1, 0.9, 1.0, 0.0, False)
+
+    def run():
+        p = pn.Parameter(np.linspace(-1, 1, 8).astype(np.float32))
+        opt = pn.optim.SGD([p], lr=0.1, momentum=0.9)
+        for _ in range(3):
+            p.grad = p.data                       # the same array, as a user might write by mistake
+            opt.step()
+        return p.data
+
+    np.testing.assert_array_equal(run(), standard_code(run))
