@@ -366,6 +366,52 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- batches ---------------------------------------------------------------------------------------------------- */
+
+/* data.py's uint8 batch to the model's float dtype: out = float(x) * scale in one pass, where the standard code
+ * converts (one pass, one array) and then scales (another pass). Same bits: a uint8 converts exactly, and the
+ * product rounds once in the output's precision, as there. */
+#define SCALE_U8_KERNEL(NAME, T)                                                                                 \
+    WIDE static void NAME(const uint8_t *restrict x, T *restrict out, Py_ssize_t n, T scale) {                   \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                        \
+            out[i] = (T)x[i] * scale;                                                                             \
+    }
+
+SCALE_U8_KERNEL(scale_u8_f32, float)
+SCALE_U8_KERNEL(scale_u8_f64, double)
+
+static PyObject *py_scale_u8(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *out_obj;
+    double scale;
+    if (!PyArg_ParseTuple(args, "OdO", &x_obj, &scale, &out_obj))
+        return NULL;
+    Py_buffer x, out;
+    if (PyObject_GetBuffer(x_obj, &x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return NULL;
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    const char *f = out.format ? out.format : "";
+    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    int ok = size && x.format && strcmp(x.format, "B") == 0 && out.len == x.len * size;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (size == 4)
+            scale_u8_f32(x.buf, out.buf, x.len, (float)scale);
+        else
+            scale_u8_f64(x.buf, out.buf, x.len, scale);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_TypeError, "scale_u8 takes a uint8 array and a float array of as many elements");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---- softmax cross-entropy ------------------------------------------------------------------------------------ */
 
 /* losses.py's CrossEntropyLoss with integer labels, forward and backward in one pass over the logits:
@@ -457,6 +503,7 @@ static PyMethodDef methods[] = {
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
      "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
+    {"scale_u8", py_scale_u8, METH_VARARGS, "scale_u8(x_uint8, scale, out): out = float(x) * scale, one pass"},
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
     {NULL, NULL, 0, NULL},

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import devices
 from . import random as _random
+from .backends.kernels import REFUSALS
 from .errors import ShapeError
 
 
@@ -161,9 +162,19 @@ class DataLoader:
     def _finish(self, xb, yb, rng):
         xp = self.device.xp
         if xb.dtype != self.dtype:
-            xb = xp.astype(xb, self.dtype)
-            if self.scale != 1.0:
-                xb *= self.scale
+            scale_u8 = self.device.kernel("scale_u8") if self.scale != 1.0 else None
+            if scale_u8 is not None and xb.dtype == np.uint8:
+                out = xp.empty(xb.shape, dtype=self.dtype)
+                try:   # convert and scale in one pass, the same bits (backends/kernels.py)
+                    scale_u8(xb, self.scale, out)
+                    xb = out
+                except REFUSALS:
+                    xb = xp.astype(xb, self.dtype)
+                    xb *= self.scale
+            else:
+                xb = xp.astype(xb, self.dtype)
+                if self.scale != 1.0:
+                    xb *= self.scale
         elif self.scale != 1.0:
             xb = xb * self.scale
         if yb is not None and yb.dtype != self.dtype and self.device.is_float(yb.dtype):

@@ -224,3 +224,21 @@ def test_kernels_refuse_overlapping_arrays_and_the_optimizer_falls_back(standard
         return p.data
 
     np.testing.assert_array_equal(run(), standard_code(run))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_uint8_batches_give_the_standard_codes_bits(dtype, shuffle, standard_code):
+    """The DataLoader converts and scales a uint8 batch in one pass (shuffled rows and plain slices alike)."""
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, 256, (50, 4, 3), dtype=np.uint8), rng.integers(0, 3, 50)
+
+    def run():
+        loader = pn.DataLoader(x, y, batch_size=16, shuffle=shuffle, seed=1, dtype=dtype)
+        return [b for xb, yb in loader for b in (xb, yb)]
+
+    fused, standard = run(), standard_code(run)
+    assert fused[0].dtype == np.dtype(dtype) and float(fused[0].max()) <= 1.0
+    for a, b in zip(fused, standard):
+        np.testing.assert_array_equal(a, b)
