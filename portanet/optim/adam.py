@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from .optimizer import REFUSALS, Optimizer
+from ..backends.kernels import REFUSALS
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import difflib
 
 from .. import devices
-from ..backends.kernels import REFUSALS  # noqa: F401  (re-exported to the optimizers)
 from ..errors import CheckpointError, DeviceMismatchError, NotFittedError
 from ..module import Parameter
 

@@ -1,7 +1,8 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
-from .optimizer import REFUSALS, Optimizer
+from ..backends.kernels import REFUSALS
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
