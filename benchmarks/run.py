@@ -3,8 +3,9 @@
 
     make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick] [--device gpu]
 
-Every row trains the same MLP on the same batches (rows a-c: from the same initial weights) (Fashion-MNIST from Debian's package, else synthetic data
-of MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32. Each contender runs
+Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data of
+MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32; in rows a-c PyTorch starts
+from portanet's initial weights. Each contender runs
 one epoch in turn; the table gives the median seconds per epoch over epochs 2..N, and as ratios the median of
 the per-round ratios (each round's contenders run back to back, so the shared machine's slow spells cancel).
 """

@@ -301,7 +301,8 @@ class CrossEntropyLoss(_ClassLoss):
     def forward(self, z, target):
         xp = array_api_compat.array_namespace(z)
         n, c = z.shape
-        if not self.label_smoothing and xp.isdtype(target.dtype, "integral"):
+        labels = xp.isdtype(target.dtype, "integral")
+        if labels and not self.label_smoothing:
             fused = devices.kernel_for(z, "softmax_ce")
             if fused is not None:   # loss and gradient in one pass (backends/kernels.py); same math as below
                 grad = xp.empty_like(z)
@@ -316,7 +317,6 @@ class CrossEntropyLoss(_ClassLoss):
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
         log_s = xp.log(s)
-        labels = xp.isdtype(target.dtype, "integral")
         if labels:
             t = xp.astype(target[:, None] == _class_index(xp, c, target), z.dtype)
         else:

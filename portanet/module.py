@@ -321,14 +321,14 @@ class Sequential(Module):
     def forward(self, x):
         layers = self.layers
         fused = self._fused_pairs()
-        if not fused:
+        kernel = self._device.kernel("bias_relu") if fused else None
+        if kernel is None:
             for layer in layers:
                 x = layer.forward(x)
             return x
-        kernel = self._device.kernel("bias_relu")
         i = 0
         while i < len(layers):
-            if i in fused and kernel is not None:
+            if i in fused:
                 x = layers[i].forward_relu(x, layers[i + 1], kernel)
                 i += 2
             else:
