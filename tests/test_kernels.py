@@ -92,6 +92,21 @@ def test_fused_cross_entropy_matches_the_standard_code(dtype, tol, reduction, st
 
 
 @needs_kernels
+def test_fused_cross_entropy_float32_exp_is_accurate_over_its_whole_range():
+    # the float32 kernel has its own vectorized exp: rows [0, x] give p = e^x / (1 + e^x) for x from 0 to -100
+    x = -np.linspace(0, 100, 100_001, dtype=np.float32)
+    z = np.stack([np.zeros_like(x), x], axis=1)
+    y = np.zeros(len(x), np.int64)
+    _, grad = _ce(z, y, "sum")
+    e = np.exp(x.astype(np.float64))
+    p = e / (1 + e)
+    tiny = x < -87                                           # exp underflows there; the kernel gives ~1e-38
+    np.testing.assert_allclose(grad[~tiny, 1], p[~tiny], rtol=4 * 2.0**-24)
+    assert (grad[tiny, 1] >= 0).all() and (grad[tiny, 1] < 2e-38).all()
+    np.testing.assert_allclose(grad[:, 0], -grad[:, 1], atol=2.0**-23)     # p0 - 1 rounds near 1
+
+
+@needs_kernels
 def test_fused_cross_entropy_poisons_a_bad_label():
     # the standard code leaves labels to the checks of loss(...) and fit; the kernel also marks them itself
     z = np.zeros((3, 4), np.float32)
