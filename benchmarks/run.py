@@ -223,10 +223,18 @@ class Timings(dict):
         super().__init__({k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in times.items()})
         self.times = times
 
-    def ratio(self, a, b):
+    def ratio(self, a, b, rounds=None):
         pairs = list(zip(self.times[a], self.times[b]))
         pairs = pairs[1:] if len(pairs) > 1 else pairs
+        if rounds is not None:
+            pairs = [pairs[i] for i in rounds]
         return statistics.median(x / y for x, y in pairs)
+
+    def quiet_rounds(self, anchor="gemm", slack=1.1):
+        """Rounds (of epochs 2..N) in which ``anchor`` ran within ``slack`` of its fastest epoch. The bare GEMMs
+        do the same work every round, so a slow GEMM round marks one of the shared machine's slow spells."""
+        t = self.times[anchor][1:] if len(self.times[anchor]) > 1 else self.times[anchor]
+        return [i for i, x in enumerate(t) if x <= slack * min(t)]
 
 
 def interleave(contenders, epochs):
@@ -283,6 +291,10 @@ def main():
                      args.epochs)
     row("(a-c) 784-256-256-10, batch 128", med,
         f"  | test acc portanet {100 * acc_pn():.2f}% pytorch {100 * acc_t():.2f}%")
+    quiet = med.quiet_rounds()
+    print(f"{'(a-c) rounds outside slow spells':34s}  {len(quiet)} of {len(med.times['gemm']) - 1} rounds had the "
+          f"GEMMs within 10% of their fastest: portanet/pytorch {med.ratio('portanet', 'pytorch', quiet):.2f}  "
+          f"portanet/gemm-bound {med.ratio('portanet', 'gemm', quiet):.2f}", flush=True)
     print(f"{'(a-c) PyTorch in its own process':34s}  pytorch {med['own']:6.3f}s  portanet/pytorch "
           f"{med.ratio('portanet', 'own'):.2f}  (glibc's default allocator, as a user runs it; "
           f"test acc {100 * own.accuracy():.2f}%)", flush=True)

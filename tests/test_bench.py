@@ -1,7 +1,9 @@
 """`make bench` keeps working: the quick rows run end to end and print their ratios (numbers are not asserted
 here; speed targets live in the benchmark itself)."""
+import importlib.util
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -20,3 +22,20 @@ def test_quick_bench_prints_its_rows():
     assert all(float(v) > 0 for v in head.groups())
     own = re.search(r"PyTorch in its own process +pytorch +(\d+\.\d+)s +portanet/pytorch (\d+\.\d+)", text)
     assert own, text
+    quiet = re.search(r"rounds outside slow spells +(\d+) of (\d+) rounds .*portanet/pytorch (\d+\.\d+) +"
+                      r"portanet/gemm-bound (\d+\.\d+)", text)
+    assert quiet and 1 <= int(quiet[1]) <= int(quiet[2]) == 1, text
+
+
+def test_quiet_rounds_are_those_whose_gemms_ran_near_their_fastest():
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    # round 0 (warm-up) is dropped; rounds 2 and 4 of the rest are a slow spell
+    t = run.Timings({"portanet": [9.0, 0.60, 1.50, 0.62, 0.61, 2.0],
+                     "gemm": [5.0, 0.45, 0.90, 0.46, 0.45, 0.80]})
+    assert t.quiet_rounds() == [0, 2, 3]
+    assert t.ratio("portanet", "gemm", t.quiet_rounds()) == statistics.median([0.60 / 0.45, 0.62 / 0.46,
+                                                                               0.61 / 0.45])
+    assert t.ratio("portanet", "gemm") == statistics.median([0.60 / 0.45, 1.50 / 0.90, 0.62 / 0.46, 0.61 / 0.45,
+                                                             2.0 / 0.80])
