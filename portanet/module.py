@@ -366,23 +366,28 @@ class Sequential(Module):
     def _fused_pairs(self) -> frozenset:
         """Indices i where layers[i] is a Dense with a bias and layers[i + 1] a ReLU: with the backend's fused
         kernels (backends/kernels.py) the pair runs as one step; without them, layer by layer as usual."""
+        return self._plan()[0]
+
+    def _first_trainable(self):
+        """Index of the first layer with parameters, or None."""
+        return self._plan()[1]
+
+    def _plan(self):
+        """(fused pairs, first trainable layer), worked out once per list of layers: every step asks."""
         key = tuple(map(id, self.layers))
-        if getattr(self, "_pairs_key", None) != key:
+        if getattr(self, "_plan_key", None) != key:
             from .layers.activations import ReLU
             from .layers.dense import Dense
 
-            pairs = frozenset(i for i in range(len(self.layers) - 1)
-                              if type(self.layers[i]) is Dense and self.layers[i].bias is not None
-                              and type(self.layers[i + 1]) is ReLU)
-            object.__setattr__(self, "_pairs", pairs)
-            object.__setattr__(self, "_pairs_key", key)
-        return self._pairs
-
-    def _first_trainable(self):
-        for i, layer in enumerate(self.layers):
-            if next(layer.named_parameters(), None) is not None:
-                return i
-        return None
+            layers = self.layers
+            pairs = frozenset(i for i in range(len(layers) - 1)
+                              if type(layers[i]) is Dense and layers[i].bias is not None
+                              and type(layers[i + 1]) is ReLU)
+            first = next((i for i, layer in enumerate(layers) if next(layer.named_parameters(), None) is not None),
+                         None)
+            object.__setattr__(self, "_plan_cache", (pairs, first))
+            object.__setattr__(self, "_plan_key", key)
+        return self._plan_cache
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
