@@ -285,6 +285,33 @@ static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
         }                                                                                                         \
     }
 
+/* dense.py without a ReLU after it: y += b (rows), and the bias gradient xp.sum(dy, axis=0), which NumPy adds up
+ * row after row from 0 for a C-contiguous array, as here. Same bits; they spare the small last layer NumPy's
+ * broadcasting and reduction set-up, which costs more than the arithmetic at (batch, 10). */
+#define BIAS_ADD_KERNEL(NAME, T)                                                                                 \
+    WIDE static void NAME(T *restrict y, const T *restrict b, Py_ssize_t n, Py_ssize_t c) {                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            T *yi = y + i * c;                                                                                    \
+            for (Py_ssize_t j = 0; j < c; j++)                                                                    \
+                yi[j] = yi[j] + b[j];                                                                             \
+        }                                                                                                         \
+    }
+
+#define COL_SUM_KERNEL(NAME, T)                                                                                  \
+    WIDE static void NAME(const T *restrict dy, T *restrict db, Py_ssize_t n, Py_ssize_t c) {                    \
+        for (Py_ssize_t j = 0; j < c; j++)                                                                        \
+            db[j] = 0;                                                                                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            const T *dyi = dy + i * c;                                                                            \
+            for (Py_ssize_t j = 0; j < c; j++)                                                                    \
+                db[j] = db[j] + dyi[j];                                                                           \
+        }                                                                                                         \
+    }
+
+BIAS_ADD_KERNEL(bias_add_f32, float)
+BIAS_ADD_KERNEL(bias_add_f64, double)
+COL_SUM_KERNEL(col_sum_f32, float)
+COL_SUM_KERNEL(col_sum_f64, double)
 BIAS_RELU_KERNEL(bias_relu_f32, float)
 BIAS_RELU_KERNEL(bias_relu_f64, double)
 RELU_GRAD_SUM_KERNEL(relu_grad_sum_f32, float)
@@ -341,6 +368,46 @@ static PyObject *py_bias_relu(PyObject *self, PyObject *args) {
         bias_relu_f32(b.views[0].buf, b.views[1].buf, n, c);
     else
         bias_relu_f64(b.views[0].buf, b.views[1].buf, n, c);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_bias_add(PyObject *self, PyObject *args) {
+    PyObject *objs[1], *bias;
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &bias))
+        return NULL;
+    static const int writable[1] = {1};
+    Buffers b;
+    Py_ssize_t n, c;
+    int size = acquire_rows(&b, objs, writable, 1, bias, 0, &n, &c);
+    if (!size)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        bias_add_f32(b.views[0].buf, b.views[1].buf, n, c);
+    else
+        bias_add_f64(b.views[0].buf, b.views[1].buf, n, c);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_bias_grad(PyObject *self, PyObject *args) {
+    PyObject *objs[1], *db;
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &db))
+        return NULL;
+    static const int writable[1] = {0};
+    Buffers b;
+    Py_ssize_t n, c;
+    int size = acquire_rows(&b, objs, writable, 1, db, 1, &n, &c);
+    if (!size)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4)
+        col_sum_f32(b.views[0].buf, b.views[1].buf, n, c);
+    else
+        col_sum_f64(b.views[0].buf, b.views[1].buf, n, c);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -544,6 +611,8 @@ static PyMethodDef methods[] = {
      "adam(w, grad, m, v, vmax_or_None, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode): one Adam step in place"},
     {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass"},
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
+    {"bias_add", py_bias_add, METH_VARARGS, "bias_add(y, b): y += b in place (y (n, c), b (c,))"},
+    {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
      "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
     {"scale_u8", py_scale_u8, METH_VARARGS, "scale_u8(x_uint8, scale, out): out = float(x) * scale, one pass"},

@@ -22,7 +22,8 @@ except ImportError as exc:                    # no C compiler at install time: t
     _compiled, _missing = None, str(exc)
 
 REFUSALS = (TypeError, ValueError, BufferError)
-NAMES = ("sgd", "adam", "softmax_ce", "relu_grad", "bias_relu", "relu_grad_sum", "scale_u8")
+NAMES = ("sgd", "adam", "softmax_ce", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
+         "scale_u8")
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
 
 

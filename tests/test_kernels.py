@@ -185,6 +185,31 @@ def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, 
         np.testing.assert_array_equal(a, b)
 
 
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_dense_bias_add_and_gradient_give_the_standard_codes_bits(dtype, layout, standard_code):
+    """A Dense with no ReLU after it adds its bias and sums its bias gradient through kernels (the same bits); a
+    Fortran-ordered dy is refused by the kernel and summed by the standard code."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((29, 6)).astype(dtype)
+    dy = np.asarray(rng.standard_normal((29, 4)).astype(dtype), order=layout)
+    dy[:, 1] = -0.0                                          # a column of -0: the sum is +0 in both
+    dy[3, 2] = np.nan
+
+    def run():
+        pn.seed(2)
+        layer = pn.Dense(6, 4, dtype=dtype)
+        out = layer(x)
+        return [out, layer.backward(dy), layer.weight.grad, layer.bias.grad]
+
+    fused, standard = run(), standard_code(run)
+    assert not np.signbit(fused[3][1]) and np.isnan(fused[3][2])
+    for a, b in zip(fused, standard):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
 def test_pairs_that_are_not_dense_relu_run_layer_by_layer():
     assert pn.Sequential(pn.Dense(2, 2, bias=False), pn.ReLU(), pn.Dense(2, 2), pn.Sigmoid(),
                          pn.Dense(2, 2), pn.LeakyReLU())._fused_pairs() == frozenset()

@@ -36,8 +36,20 @@ class Dense(Module):
     def forward(self, x):
         y = self._matmul(x)
         if self.bias is not None:
-            y += self.bias.data
+            self._add_bias(y)
         return y
+
+    def _add_bias(self, y):
+        """y += b in place, through the backend's kernel where it has one: the same bits, without NumPy's
+        broadcasting set-up, which costs more than the arithmetic for a small layer (backends/kernels.py)."""
+        kernel = self._device.kernel("bias_add")
+        if kernel is not None:
+            try:
+                kernel(y, self.bias.data)
+                return
+            except REFUSALS:
+                pass
+        y += self.bias.data
 
     def _matmul(self, x):
         """x @ W after checking x, keeping x for backward. y is this layer's own array: safe to update in place."""
@@ -84,8 +96,20 @@ class Dense(Module):
         self._needs_forward(x)
         self.weight.accumulate(x.T @ dy)
         if self.bias is not None:
-            self.bias.accumulate(self.xp.sum(dy, axis=0))
+            self.bias.accumulate(self._bias_grad(dy))
         return dy @ self.weight.data.T if input_grad else None
+
+    def _bias_grad(self, dy):
+        """dy.sum(axis=0), through the backend's kernel where it has one (the same bits)."""
+        kernel = self._device.kernel("bias_grad")
+        if kernel is not None:
+            db = self.xp.empty_like(self.bias.data)
+            try:
+                kernel(dy, db)
+                return db
+            except REFUSALS:
+                pass
+        return self.xp.sum(dy, axis=0)
 
     def extra_repr(self):
         return f"{self.in_features} -> {self.out_features}" + ("" if self.bias is not None else ", bias=False")
