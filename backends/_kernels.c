@@ -353,65 +353,31 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
     return size;
 }
 
-static PyObject *py_bias_relu(PyObject *self, PyObject *args) {
-    PyObject *objs[1], *bias;
-    if (!PyArg_ParseTuple(args, "OO", &objs[0], &bias))
-        return NULL;
-    static const int writable[1] = {1};
-    Buffers b;
-    Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 1, bias, 0, &n, &c);
-    if (!size)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        bias_relu_f32(b.views[0].buf, b.views[1].buf, n, c);
-    else
-        bias_relu_f64(b.views[0].buf, b.views[1].buf, n, c);
-    Py_END_ALLOW_THREADS
-    release(&b);
-    Py_RETURN_NONE;
-}
+/* The Python side of a kernel over (n, c) rows and one (c,) vector, called as NAME(rows, vector). */
+#define ROWS_VECTOR_WRAPPER(NAME, K32, K64, ROWS_WRITABLE, VECTOR_WRITABLE)                                    \
+    static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
+        PyObject *objs[1], *vector;                                                                               \
+        if (!PyArg_ParseTuple(args, "OO", &objs[0], &vector))                                                     \
+            return NULL;                                                                                          \
+        static const int writable[1] = {ROWS_WRITABLE};                                                           \
+        Buffers b;                                                                                                \
+        Py_ssize_t n, c;                                                                                          \
+        int size = acquire_rows(&b, objs, writable, 1, vector, VECTOR_WRITABLE, &n, &c);                          \
+        if (!size)                                                                                                \
+            return NULL;                                                                                          \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        if (size == 4)                                                                                            \
+            K32(b.views[0].buf, b.views[1].buf, n, c);                                                            \
+        else                                                                                                      \
+            K64(b.views[0].buf, b.views[1].buf, n, c);                                                            \
+        Py_END_ALLOW_THREADS                                                                                      \
+        release(&b);                                                                                              \
+        Py_RETURN_NONE;                                                                                           \
+    }
 
-static PyObject *py_bias_add(PyObject *self, PyObject *args) {
-    PyObject *objs[1], *bias;
-    if (!PyArg_ParseTuple(args, "OO", &objs[0], &bias))
-        return NULL;
-    static const int writable[1] = {1};
-    Buffers b;
-    Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 1, bias, 0, &n, &c);
-    if (!size)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        bias_add_f32(b.views[0].buf, b.views[1].buf, n, c);
-    else
-        bias_add_f64(b.views[0].buf, b.views[1].buf, n, c);
-    Py_END_ALLOW_THREADS
-    release(&b);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_bias_grad(PyObject *self, PyObject *args) {
-    PyObject *objs[1], *db;
-    if (!PyArg_ParseTuple(args, "OO", &objs[0], &db))
-        return NULL;
-    static const int writable[1] = {0};
-    Buffers b;
-    Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 1, db, 1, &n, &c);
-    if (!size)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        col_sum_f32(b.views[0].buf, b.views[1].buf, n, c);
-    else
-        col_sum_f64(b.views[0].buf, b.views[1].buf, n, c);
-    Py_END_ALLOW_THREADS
-    release(&b);
-    Py_RETURN_NONE;
-}
+ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_f32, bias_relu_f64, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_f32, bias_add_f64, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_f32, col_sum_f64, 0, 1)
 
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     PyObject *objs[3], *db;
