@@ -1,7 +1,8 @@
 /* Fused kernels for host (NumPy) arrays. Optimizer updates: one pass over the parameter, its gradient and its
  * state, where NumPy needs four to six (each a separate ufunc over arrays that do not fit in L2 cache). ReLU and
- * Dense + ReLU: the mask, bias add and bias gradient folded into one pass. Softmax cross-entropy: loss and gradient
- * in one pass, where the standard code takes a dozen small array operations.
+ * Dense + ReLU: the mask, bias add and bias gradient folded into one pass; a Dense alone: its bias add and bias
+ * gradient without NumPy's broadcasting set-up. uint8 batches: converted and scaled in one pass. Softmax
+ * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
  *
  * All but the cross-entropy are written in the order, precision and rounding of portanet's Array API code
  * (portanet/optim/sgd.py, adam.py, layers/activations.py, dense.py): float32 arrays are computed in float32 with the
@@ -588,7 +589,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "Fused optimizer updates for NumPy arrays (see backends/kernels.py).", -1,
+                                    "Fused kernels for NumPy arrays (see backends/kernels.py).", -1,
                                     methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

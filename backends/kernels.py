@@ -3,9 +3,9 @@
 The Array API code is the definition and the default. Where the standard cannot say "in one pass" — an optimizer
 update is four to six separate elementwise passes over arrays too big for L2 cache — a backend may offer a
 kernel that does the same arithmetic in one. The NumPy backend offers the C ones in _kernels.c, compiled at
-install when a C compiler is there (setup.py, ``optional=True``). They round exactly as the standard code does
-(same operation order, float32 in float32, no FMA contraction); tests/test_kernels.py checks the two give the
-same bits for every option of every optimizer that uses them.
+install when a C compiler is there (setup.py, ``optional=True``). All but softmax_ce round exactly as the
+standard code does (same operation order, float32 in float32, no FMA contraction); softmax_ce has its own exp and
+agrees to float tolerance. tests/test_kernels.py checks both, for every option of every optimizer that uses them.
 
 Callers ask ``Device.kernel(name)`` and get a callable or None; a kernel that refuses its arguments (a
 non-contiguous gradient, mixed dtypes) raises TypeError, ValueError or BufferError and the caller runs the

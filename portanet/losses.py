@@ -301,8 +301,8 @@ class CrossEntropyLoss(_ClassLoss):
     def forward(self, z, target):
         xp = array_api_compat.array_namespace(z)
         n, c = z.shape
-        # check() has made 1-d targets int labels and 2-d ones probabilities; the kernel takes int64 labels only
-        if target.ndim == 1 and not self.label_smoothing:
+        labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
+        if labels and not self.label_smoothing:     # the kernel takes int64 labels only
             fused = devices.kernel_for(z, "softmax_ce")
             if fused is not None:   # loss and gradient in one pass (backends/kernels.py); same math as below
                 grad = xp.empty_like(z)
@@ -313,7 +313,6 @@ class CrossEntropyLoss(_ClassLoss):
                 else:
                     self._cache = (grad, None, None, "fused")
                     return xp.asarray(total / n if self.reduction == "mean" else total, dtype=z.dtype)
-        labels = target.ndim == 1
         shifted = z - xp.max(z, axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)

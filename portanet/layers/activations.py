@@ -68,7 +68,7 @@ class ReLU(Activation):
 
     def _grad(self, dy, y):
         fused = self._device.kernel("relu_grad")
-        if fused is not None and dy.dtype == y.dtype:
+        if fused is not None:
             dx = self.xp.empty_like(y)
             try:   # one pass instead of three (backends/kernels.py), the same bits
                 fused(dy, y, dx)
