@@ -85,6 +85,102 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
     return size;
 }
 
+
+/* ---- threads: OpenBLAS's own -------------------------------------------------------------------------------- */
+
+/* A kernel big enough to share runs on the threads of the OpenBLAS that NumPy uses, through gotoblas_pthread(n, fn,
+ * args, stride), which OpenBLAS's pthreads builds export: fn(args + i * stride) for i < n, the first on the calling
+ * thread and the others on OpenBLAS's workers, returning when all are done. Those workers keep spinning between
+ * GEMMs (OpenBLAS's thread timeout, ~0.1 s), so a share reaches one in well under a microsecond, where a pool of our
+ * own would fight the spinning worker for the second core (measured: 1.5-5% slower per epoch). And OpenBLAS gives
+ * each thread an even, ordered share of a product's rows, the caller the first: split the same way, each thread
+ * finds the rows of the gradient or activation it just wrote in its own cache.
+ *
+ * Shares are contiguous ranges of elements (optimizer updates, elementwise passes), rows (bias + ReLU) or columns
+ * (a bias gradient: each column is still summed row after row from 0), so a split kernel gives the same bits as
+ * one pass. Without that OpenBLAS (another BLAS, Windows, a build without the symbols), or with one thread, or for
+ * a kernel too small to be worth the handoff, everything runs on the calling thread. */
+#define MAX_SHARES 64
+#define SHARE_ALIGN 64                 /* bytes: shares start on cache lines, so no line is written by two threads */
+
+typedef int (*pool_run_fn)(int n, void *fn, void *args, int stride);
+static pool_run_fn pool_run;           /* gotoblas_pthread, or NULL */
+static int *pool_threads;              /* its blas_cpu_number: the threads its GEMMs use now */
+static char pool_library[512];
+static int thread_cap;                 /* 0: as many as OpenBLAS uses; else at most this many */
+static Py_ssize_t min_share = 16384;   /* elements (rows x columns) per share: below ~10 us of work, the handoff costs more */
+
+typedef void (*range_fn)(const void *task, Py_ssize_t lo, Py_ssize_t hi);
+typedef struct {
+    range_fn fn;
+    const void *task;
+    Py_ssize_t lo, hi;
+    char pad[SHARE_ALIGN - 2 * sizeof(void *) - 2 * sizeof(Py_ssize_t)];
+} Share;
+
+static void run_share(void *p) {
+    const Share *s = p;
+    if (s->hi > s->lo)
+        s->fn(s->task, s->lo, s->hi);
+}
+
+static int kernel_threads(void) {
+    int t = pool_run ? *pool_threads : 1;
+    if (thread_cap > 0 && t > thread_cap)
+        t = thread_cap;
+    return t < 1 ? 1 : t > MAX_SHARES ? MAX_SHARES : t;
+}
+
+/* fn(task, lo, hi) over [0, n) items of `width` elements each; share bounds are multiples of `align` items. */
+static void split(range_fn fn, const void *task, Py_ssize_t n, Py_ssize_t width, Py_ssize_t align) {
+    int parts = kernel_threads();
+    Py_ssize_t by_size = n * width / min_share;
+    if (by_size < parts)
+        parts = (int)by_size;
+    if (parts <= 1) {
+        fn(task, 0, n);
+        return;
+    }
+    Share shares[MAX_SHARES];
+    for (int i = 0; i < parts; i++) {
+        shares[i].fn = fn;
+        shares[i].task = task;
+        shares[i].lo = i == 0 ? 0 : n * i / parts / align * align;
+        shares[i].hi = i == parts - 1 ? n : n * (i + 1) / parts / align * align;
+    }
+    pool_run(parts, (void *)run_share, shares, (int)sizeof(Share));
+}
+
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
+
+/* The first loaded library named like OpenBLAS that exports the pool: NumPy's, which loads before anything else
+ * that could bundle one (SciPy imports NumPy first). */
+static int find_pool(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size, (void)data;
+    const char *name = info->dlpi_name;
+    if (!name || !strstr(name, "openblas"))
+        return 0;
+    void *lib = dlopen(name, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib)
+        return 0;
+    void *run = dlsym(lib, "gotoblas_pthread"), *threads = dlsym(lib, "blas_cpu_number");
+    if (!run || !threads) {
+        dlclose(lib);
+        return 0;
+    }
+    pool_run = (pool_run_fn)run;       /* the handle stays open: NumPy keeps the library loaded anyway */
+    pool_threads = threads;
+    snprintf(pool_library, sizeof pool_library, "%s", name);
+    return 1;
+}
+
+static void attach_pool(void) { dl_iterate_phdr(find_pool, NULL); }
+#else
+static void attach_pool(void) {}
+#endif
+
 /* ---- SGD ---------------------------------------------------------------------------------------------------- */
 
 /* sgd.py, with the momentum buffer already started:
@@ -121,6 +217,22 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
 SGD_KERNEL(sgd_f32, float)
 SGD_KERNEL(sgd_f64, double)
 
+typedef struct {
+    char *w, *grad, *buf;
+    double lr, mu, damp, wd;
+    int use_damp, use_wd, nesterov;
+} SgdTask;
+
+#define SGD_RANGE(NAME, KERNEL, T)                                                                               \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const SgdTask *t = p;                                                                                     \
+        KERNEL((T *)t->w + lo, (const T *)t->grad + lo, (T *)t->buf + lo, hi - lo, (T)t->lr, (T)t->mu,            \
+               (T)t->damp, t->use_damp, (T)t->wd, t->use_wd, t->nesterov);                                        \
+    }
+
+SGD_RANGE(sgd_range_f32, sgd_f32, float)
+SGD_RANGE(sgd_range_f64, sgd_f64, double)
+
 static PyObject *py_sgd(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     double lr, mu, damp, wd;
@@ -133,13 +245,10 @@ static PyObject *py_sgd(PyObject *self, PyObject *args) {
     if (!size)
         return NULL;
     Py_ssize_t n = b.views[0].len / size;
-    int use_damp = damp != 1.0, use_wd = wd != 0.0;
+    SgdTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, lr, mu, damp, wd, damp != 1.0, wd != 0.0,
+                    nesterov};
     Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        sgd_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, n, (float)lr, (float)mu, (float)damp, use_damp,
-                (float)wd, use_wd, nesterov);
-    else
-        sgd_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, n, lr, mu, damp, use_damp, wd, use_wd, nesterov);
+    split(size == 4 ? sgd_range_f32 : sgd_range_f64, &task, n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -192,6 +301,23 @@ static PyObject *py_sgd(PyObject *self, PyObject *args) {
 ADAM_KERNEL(adam_f32, float, sqrtf)
 ADAM_KERNEL(adam_f64, double, sqrt)
 
+typedef struct {
+    char *w, *grad, *m, *v, *vmax;
+    double b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2, eps, step_size, wd;
+    int mode;
+} AdamTask;
+
+#define ADAM_RANGE(NAME, KERNEL, T)                                                                              \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const AdamTask *t = p;                                                                                    \
+        KERNEL((T *)t->w + lo, (const T *)t->grad + lo, (T *)t->m + lo, (T *)t->v + lo,                           \
+               t->vmax ? (T *)t->vmax + lo : NULL, hi - lo, (T)t->b1, (T)t->one_minus_b1, (T)t->b2,               \
+               (T)t->one_minus_b2, (T)t->inv_sqrt_c2, (T)t->eps, (T)t->step_size, (T)t->wd, t->mode);             \
+    }
+
+ADAM_RANGE(adam_range_f32, adam_f32, float)
+ADAM_RANGE(adam_range_f64, adam_f64, double)
+
 static PyObject *py_adam(PyObject *self, PyObject *args) {
     PyObject *objs[5];
     double b1, b2, inv_sqrt_c2, eps, step_size, wd;
@@ -206,15 +332,10 @@ static PyObject *py_adam(PyObject *self, PyObject *args) {
     if (!size)
         return NULL;
     Py_ssize_t n = b.views[0].len / size;
-    void *vmax = amsgrad ? b.views[4].buf : NULL;
+    AdamTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf,
+                     amsgrad ? b.views[4].buf : NULL, b1, 1.0 - b1, b2, 1.0 - b2, inv_sqrt_c2, eps, step_size, wd, mode};
     Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        adam_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, vmax, n, (float)b1,
-                 (float)(1.0 - b1), (float)b2, (float)(1.0 - b2), (float)inv_sqrt_c2, (float)eps, (float)step_size,
-                 (float)wd, mode);
-    else
-        adam_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, vmax, n, b1, 1.0 - b1, b2, 1.0 - b2,
-                 inv_sqrt_c2, eps, step_size, wd, mode);
+    split(size == 4 ? adam_range_f32 : adam_range_f64, &task, n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -233,6 +354,20 @@ static PyObject *py_adam(PyObject *self, PyObject *args) {
 RELU_GRAD_KERNEL(relu_grad_f32, float)
 RELU_GRAD_KERNEL(relu_grad_f64, double)
 
+typedef struct {
+    char *a, *b, *c;
+    Py_ssize_t n, width;
+} ArraysTask;
+
+#define RELU_GRAD_RANGE(NAME, KERNEL, T)                                                                         \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const ArraysTask *t = p;                                                                                  \
+        KERNEL((const T *)t->a + lo, (const T *)t->b + lo, (T *)t->c + lo, hi - lo);                              \
+    }
+
+RELU_GRAD_RANGE(relu_grad_range_f32, relu_grad_f32, float)
+RELU_GRAD_RANGE(relu_grad_range_f64, relu_grad_f64, double)
+
 static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
@@ -242,12 +377,9 @@ static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
     int size = acquire(&b, objs, writable, 3);
     if (!size)
         return NULL;
-    Py_ssize_t n = b.views[0].len / size;
+    ArraysTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[0].len / size, 1};
     Py_BEGIN_ALLOW_THREADS
-    if (size == 4)
-        relu_grad_f32(b.views[0].buf, b.views[1].buf, b.views[2].buf, n);
-    else
-        relu_grad_f64(b.views[0].buf, b.views[1].buf, b.views[2].buf, n);
+    split(size == 4 ? relu_grad_range_f32 : relu_grad_range_f64, &task, task.n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -318,6 +450,22 @@ BIAS_RELU_KERNEL(bias_relu_f64, double)
 RELU_GRAD_SUM_KERNEL(relu_grad_sum_f32, float)
 RELU_GRAD_SUM_KERNEL(relu_grad_sum_f64, double)
 
+/* Rows lo..hi of an (n, c) array with a (c,) vector. The in-place passes share rows among threads; the bias
+ * gradients run whole on the calling thread: a share of columns each (the only split that keeps every column's
+ * sum in row order) reads across both cores' caches and measured twice as slow as one thread. */
+#define ROWS_RANGE(NAME, KERNEL, T)                                                                              \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const ArraysTask *t = p;                                                                                  \
+        KERNEL((T *)t->a + lo * t->width, (T *)t->b, hi - lo, t->width);                                          \
+    }
+
+ROWS_RANGE(bias_relu_range_f32, bias_relu_f32, float)
+ROWS_RANGE(bias_relu_range_f64, bias_relu_f64, double)
+ROWS_RANGE(bias_add_range_f32, bias_add_f32, float)
+ROWS_RANGE(bias_add_range_f64, bias_add_f64, double)
+ROWS_RANGE(col_sum_range_f32, col_sum_f32, float)
+ROWS_RANGE(col_sum_range_f64, col_sum_f64, double)
+
 /* objs[0..k) share a (n, c) shape; bias (c,) of the same format. Returns the item size or 0 with an exception. */
 static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k, PyObject *bias, int bias_writable,
                         Py_ssize_t *n, Py_ssize_t *c) {
@@ -355,7 +503,7 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
 }
 
 /* The Python side of a kernel over (n, c) rows and one (c,) vector, called as NAME(rows, vector). */
-#define ROWS_VECTOR_WRAPPER(NAME, K32, K64, ROWS_WRITABLE, VECTOR_WRITABLE)                                    \
+#define ROWS_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE, SHARED)                           \
     static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
         PyObject *objs[1], *vector;                                                                               \
         if (!PyArg_ParseTuple(args, "OO", &objs[0], &vector))                                                     \
@@ -366,19 +514,20 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
         int size = acquire_rows(&b, objs, writable, 1, vector, VECTOR_WRITABLE, &n, &c);                          \
         if (!size)                                                                                                \
             return NULL;                                                                                          \
+        ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, n, c};                                           \
         Py_BEGIN_ALLOW_THREADS                                                                                    \
-        if (size == 4)                                                                                            \
-            K32(b.views[0].buf, b.views[1].buf, n, c);                                                            \
+        if (SHARED)                                                                                               \
+            split(size == 4 ? R32 : R64, &task, n, c, 1);                                                         \
         else                                                                                                      \
-            K64(b.views[0].buf, b.views[1].buf, n, c);                                                            \
+            (size == 4 ? R32 : R64)(&task, 0, n);                                                                 \
         Py_END_ALLOW_THREADS                                                                                      \
         release(&b);                                                                                              \
         Py_RETURN_NONE;                                                                                           \
     }
 
-ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_f32, bias_relu_f64, 1, 0)
-ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_f32, bias_add_f64, 1, 0)
-ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_f32, col_sum_f64, 0, 1)
+ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_range_f32, bias_relu_range_f64, 1, 0, 1)
+ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_range_f32, bias_add_range_f64, 1, 0, 1)
+ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_range_f32, col_sum_range_f64, 0, 1, 0)
 
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     PyObject *objs[3], *db;
@@ -414,6 +563,21 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
 SCALE_U8_KERNEL(scale_u8_f32, float)
 SCALE_U8_KERNEL(scale_u8_f64, double)
 
+typedef struct {
+    const uint8_t *x;
+    char *out;
+    double scale;
+} ScaleTask;
+
+#define SCALE_U8_RANGE(NAME, KERNEL, T)                                                                          \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const ScaleTask *t = p;                                                                                   \
+        KERNEL(t->x + lo, (T *)t->out + lo, hi - lo, (T)t->scale);                                                \
+    }
+
+SCALE_U8_RANGE(scale_u8_range_f32, scale_u8_f32, float)
+SCALE_U8_RANGE(scale_u8_range_f64, scale_u8_f64, double)
+
 static PyObject *py_scale_u8(PyObject *self, PyObject *args) {
     PyObject *x_obj, *out_obj;
     double scale;
@@ -430,17 +594,99 @@ static PyObject *py_scale_u8(PyObject *self, PyObject *args) {
     int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
     int ok = size && x.format && strcmp(x.format, "B") == 0 && out.len == x.len * size;
     if (ok) {
+        ScaleTask task = {x.buf, out.buf, scale};
         Py_BEGIN_ALLOW_THREADS
-        if (size == 4)
-            scale_u8_f32(x.buf, out.buf, x.len, (float)scale);
-        else
-            scale_u8_f64(x.buf, out.buf, x.len, scale);
+        split(size == 4 ? scale_u8_range_f32 : scale_u8_range_f64, &task, x.len, 1, SHARE_ALIGN / size);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&out);
     if (!ok) {
         PyErr_SetString(PyExc_TypeError, "scale_u8 takes a uint8 array and a float array of as many elements");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* data.py's shuffled uint8 batch: out[r] = float(x[rows[r]]) * scale, NumPy's take and scale_u8 in one pass, the
+ * same bits. The rows come from all over the dataset, so each is a run of cache misses; a thread fetches its rows
+ * two ahead with prefetch hints, which keeps as many misses in flight as NumPy's memcpy does, and the threads
+ * sharing a batch fetch theirs at once. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+#define ROWS_AHEAD 2
+
+typedef struct {
+    const uint8_t *x;
+    const int64_t *rows;
+    char *out;
+    Py_ssize_t width;
+    double scale;
+} TakeTask;
+
+#define TAKE_SCALE_U8_RANGE(NAME, KERNEL, T)                                                                     \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const TakeTask *t = p;                                                                                    \
+        Py_ssize_t w = t->width;                                                                                  \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            if (r + ROWS_AHEAD < hi) {                                                                            \
+                const uint8_t *next = t->x + t->rows[r + ROWS_AHEAD] * w;                                         \
+                for (Py_ssize_t k = 0; k < w; k += 64)                                                            \
+                    PREFETCH(next + k);                                                                           \
+            }                                                                                                     \
+            KERNEL(t->x + t->rows[r] * w, (T *)t->out + r * w, w, (T)t->scale);                                   \
+        }                                                                                                         \
+    }
+
+TAKE_SCALE_U8_RANGE(take_scale_u8_range_f32, scale_u8_f32, float)
+TAKE_SCALE_U8_RANGE(take_scale_u8_range_f64, scale_u8_f64, double)
+
+static PyObject *py_take_scale_u8(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *rows_obj, *out_obj;
+    double scale;
+    if (!PyArg_ParseTuple(args, "OOdO", &x_obj, &rows_obj, &scale, &out_obj))
+        return NULL;
+    Py_buffer x, rows, out;
+    if (PyObject_GetBuffer(x_obj, &x, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return NULL;
+    if (PyObject_GetBuffer(rows_obj, &rows, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&rows);
+        return NULL;
+    }
+    const char *f = out.format ? out.format : "", *rf = rows.format ? rows.format : "";
+    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    Py_ssize_t n_rows = rows.len / 8, n_x = x.ndim >= 1 ? x.shape[0] : 0;
+    Py_ssize_t width = n_x ? x.len / n_x : 0;
+    const char *problem = NULL;
+    if (!size || !x.format || strcmp(x.format, "B") != 0 || x.ndim < 1)
+        problem = "take_scale_u8 takes a uint8 array of rows and a float32 or float64 output";
+    else if (rows.ndim != 1 || rows.itemsize != 8 || (strcmp(rf, "l") != 0 && strcmp(rf, "q") != 0))
+        problem = "take_scale_u8 takes int64 row indices";
+    else if (out.len != n_rows * width * size)
+        problem = "take_scale_u8's output must hold len(rows) rows of x";
+    const int64_t *idx = rows.buf;
+    for (Py_ssize_t r = 0; !problem && r < n_rows; r++)
+        if (idx[r] < 0 || idx[r] >= n_x)
+            problem = "take_scale_u8 takes row indices in 0..len(x)-1";
+    if (!problem) {
+        TakeTask task = {x.buf, idx, out.buf, width, scale};
+        Py_BEGIN_ALLOW_THREADS
+        split(size == 4 ? take_scale_u8_range_f32 : take_scale_u8_range_f64, &task, n_rows, width, 1);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&out);
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -571,6 +817,40 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
 
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
+static PyObject *py_threads(PyObject *self, PyObject *args) { return PyLong_FromLong(kernel_threads()); }
+
+static PyObject *py_pool(PyObject *self, PyObject *args) {
+    if (!pool_run)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(pool_library);
+}
+
+static PyObject *py_set_threads(PyObject *self, PyObject *args) {
+    int cap;
+    if (!PyArg_ParseTuple(args, "i", &cap))
+        return NULL;
+    if (cap < 0) {
+        PyErr_SetString(PyExc_ValueError, "set_threads takes 0 (as many as OpenBLAS uses) or a positive count");
+        return NULL;
+    }
+    int old = thread_cap;
+    thread_cap = cap;
+    return PyLong_FromLong(old);
+}
+
+static PyObject *py_set_min_share(PyObject *self, PyObject *args) {
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "n", &n))
+        return NULL;
+    if (n < 1) {
+        PyErr_SetString(PyExc_ValueError, "min_share must be at least 1 element");
+        return NULL;
+    }
+    Py_ssize_t old = min_share;
+    min_share = n;
+    return PyLong_FromSsize_t(old);
+}
+
 static PyMethodDef methods[] = {
     {"sgd", py_sgd, METH_VARARGS,
      "sgd(w, grad, buf, lr, momentum, dampening_factor, weight_decay, nesterov): one SGD step in place on w, buf"},
@@ -583,8 +863,15 @@ static PyMethodDef methods[] = {
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
      "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
     {"scale_u8", py_scale_u8, METH_VARARGS, "scale_u8(x_uint8, scale, out): out = float(x) * scale, one pass"},
+    {"take_scale_u8", py_take_scale_u8, METH_VARARGS,
+     "take_scale_u8(x_uint8, rows_int64, scale, out): out = float(x[rows]) * scale, gather and conversion in one pass"},
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
+    {"threads", py_threads, METH_NOARGS, "threads() -> how many threads a big enough kernel is split over now"},
+    {"pool", py_pool, METH_NOARGS, "pool() -> the OpenBLAS library whose threads the kernels share, or None"},
+    {"set_threads", py_set_threads, METH_VARARGS, "set_threads(n) -> previous: at most n threads (0: as many as OpenBLAS uses)"},
+    {"set_min_share", py_set_min_share, METH_VARARGS,
+     "set_min_share(n) -> previous: the fewest elements worth a thread's share (tests lower it)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -592,4 +879,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
                                     "Fused kernels for NumPy arrays (see backends/kernels.py).", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) {
+    attach_pool();
+    return PyModule_Create(&module);
+}

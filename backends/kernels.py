@@ -10,6 +10,12 @@ agrees to float tolerance. tests/test_kernels.py checks both, for every option o
 Callers ask ``Device.kernel(name)`` and get a callable or None; a kernel that refuses its arguments (a
 non-contiguous gradient, mixed dtypes) raises TypeError, ValueError or BufferError and the caller runs the
 standard code instead. PORTANET_KERNELS=0 turns them off for the whole process; ``set_enabled`` does so in code.
+
+Threads: a kernel with enough work (the optimizer updates, the Dense + ReLU forward, the uint8 conversion) is split
+over the threads of the OpenBLAS that NumPy uses, which spin between GEMMs anyway: each thread takes the share of
+rows the GEMM before it just wrote into that thread's own cache. The split gives the same bits as one thread.
+``threads()`` says how many it uses now: OpenBLAS's own count (OPENBLAS_NUM_THREADS, threadpoolctl), capped by
+PORTANET_KERNEL_THREADS or ``set_threads``; 1 where NumPy's BLAS is not OpenBLAS.
 """
 from __future__ import annotations
 
@@ -23,8 +29,45 @@ except ImportError as exc:                    # no C compiler at install time: t
 
 REFUSALS = (TypeError, ValueError, BufferError)
 NAMES = ("sgd", "adam", "softmax_ce", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
-         "scale_u8")
+         "scale_u8", "take_scale_u8")
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
+
+
+def set_threads(n: int | None) -> int | None:
+    """Split kernels over at most ``n`` threads (1: the calling thread only); None: as many as OpenBLAS uses.
+    Returns the previous setting."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"set_threads takes a positive int or None, got {n!r}")
+    if _compiled is None:
+        return None
+    return _compiled.set_threads(n or 0) or None
+
+
+def threads() -> int:
+    """How many threads a kernel big enough to share is split over now (1 without the kernels or the pool)."""
+    return _compiled.threads() if _compiled is not None else 1
+
+
+def pool() -> str | None:
+    """Path of the OpenBLAS library whose threads the kernels share, or None."""
+    return _compiled.pool() if _compiled is not None else None
+
+
+def _threads_from_env():
+    raw = os.environ.get("PORTANET_KERNEL_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"PORTANET_KERNEL_THREADS must be a positive int (1: the calling thread only), got {raw!r}; "
+                         "unset it to use as many threads as OpenBLAS does")
+    return n
+
+
+set_threads(_threads_from_env())
 
 
 def set_enabled(flag: bool) -> None:
@@ -44,7 +87,12 @@ def status() -> str:
         return f"standard code (fused kernels not built: {_missing})"
     if not _enabled:
         return "standard code (fused kernels turned off)"
-    return f"fused C kernels: {', '.join(NAMES)}"
+    lib = pool()
+    if lib is None:
+        where = "on the calling thread (no OpenBLAS thread pool found)"
+    else:
+        where = f"the big ones split over {threads()} thread{'s' * (threads() > 1)} of {os.path.basename(lib)}"
+    return f"fused C kernels: {', '.join(NAMES)}; {where}"
 
 
 def get(name: str):

@@ -159,7 +159,19 @@ class DataLoader:
         else:
             yield from self._streamed_batches(order, spans, rng)
 
-    def _finish(self, xb, yb, rng):
+    def _finish(self, xb, yb, rng, converted=False):
+        """(xb, yb) as the model takes them: xb in the loader's dtype and scale (unless ``converted`` already),
+        float targets in that dtype, then the transform."""
+        xp = self.device.xp
+        if not converted:
+            xb = self._convert(xb)
+        if yb is not None and yb.dtype != self.dtype and self.device.is_float(yb.dtype):
+            yb = xp.astype(yb, self.dtype)
+        if rng is not None:
+            xb = self.transform(xb, rng)
+        return xb, yb
+
+    def _convert(self, xb):
         xp = self.device.xp
         if xb.dtype != self.dtype:
             scale_u8 = self.device.kernel("scale_u8") if self.scale != 1.0 else None
@@ -167,32 +179,35 @@ class DataLoader:
                 out = xp.empty(xb.shape, dtype=self.dtype)
                 try:   # convert and scale in one pass, the same bits (backends/kernels.py)
                     scale_u8(xb, self.scale, out)
-                    xb = out
+                    return out
                 except REFUSALS:
-                    xb = xp.astype(xb, self.dtype)
-                    xb *= self.scale
-            else:
-                xb = xp.astype(xb, self.dtype)
-                if self.scale != 1.0:
-                    xb *= self.scale
-        elif self.scale != 1.0:
-            xb = xb * self.scale
-        if yb is not None and yb.dtype != self.dtype and self.device.is_float(yb.dtype):
-            yb = xp.astype(yb, self.dtype)
-        if rng is not None:
-            xb = self.transform(xb, rng)
-        return xb, yb
+                    pass
+            xb = xp.astype(xb, self.dtype)
+            if self.scale != 1.0:
+                xb *= self.scale
+            return xb
+        return xb * self.scale if self.scale != 1.0 else xb
 
     def _device_batches(self, order, spans, rng):
         xp = self.device.xp
         X, Y = self._x_dev, self._y_dev
         idx = None if order is None else self.device.asarray(order)
+        take = self.device.kernel("take_scale_u8") if idx is not None and self.x.dtype == np.uint8 else None
         for s, e in spans:
             if idx is None:
                 xb, yb = X[s:e, ...], (None if Y is None else Y[s:e, ...])
             else:
                 ib = idx[s:e]
-                xb, yb = xp.take(X, ib, axis=0), (None if Y is None else xp.take(Y, ib, axis=0))
+                yb = None if Y is None else xp.take(Y, ib, axis=0)
+                if take is not None:
+                    out = xp.empty((e - s,) + tuple(X.shape[1:]), dtype=self.dtype)
+                    try:   # gather, convert and scale in one pass, the same bits (backends/kernels.py)
+                        take(X, ib, self.scale, out)
+                        yield self._finish(out, yb, rng, converted=True)
+                        continue
+                    except REFUSALS:
+                        take = None
+                xb = xp.take(X, ib, axis=0)
             yield self._finish(xb, yb, rng)
 
     def _host_batch(self, order, s, e):

@@ -1,6 +1,7 @@
 """The NumPy backend's fused kernels (backends/kernels.py) against the standard Array API code they override:
 the same bits for the optimizer updates and the ReLU gradient, float tolerance for softmax cross-entropy;
-and the standard code on every other backend agrees with them."""
+and the standard code on every other backend agrees with them. The bit-for-bit tests run twice (the ``shares``
+fixture): every kernel whole on the calling thread, then split over OpenBLAS's threads however small."""
 import os
 import subprocess
 import sys
@@ -29,6 +30,27 @@ def standard_code():
     return run
 
 
+@pytest.fixture(params=["one thread", "split"])
+def shares(request):
+    """Kernels whole on the calling thread; then split into shares over OpenBLAS's threads on every call, however
+    small the arrays (the smallest share is one element), which must give the same bits."""
+    from portanet.backends import _kernels
+    if request.param == "one thread":
+        previous = kernels.set_threads(1)
+        try:
+            yield
+        finally:
+            kernels.set_threads(previous)
+        return
+    if kernels.threads() < 2:
+        pytest.skip(f"kernel threads: one here ({kernels.status()})")
+    previous = _kernels.set_min_share(1)
+    try:
+        yield
+    finally:
+        _kernels.set_min_share(previous)
+
+
 def _train_params(name, opts, dtype, steps=6, grads=None):
     shapes = [(33, 7), (7,)]
     params = [pn.Parameter(np.random.default_rng(i).standard_normal(s).astype(dtype)) for i, s in enumerate(shapes)]
@@ -46,6 +68,7 @@ def _train_params(name, opts, dtype, steps=6, grads=None):
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name,opts", FUSED, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in FUSED])
+@pytest.mark.usefixtures("shares")
 def test_fused_optimizer_gives_the_standard_codes_bits(name, opts, dtype, standard_code):
     fused = _train_params(name, opts, dtype)
     standard = standard_code(lambda: _train_params(name, opts, dtype))
@@ -120,6 +143,7 @@ def test_fused_cross_entropy_poisons_a_bad_label():
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.usefixtures("shares")
 def test_fused_relu_gradient_gives_the_standard_codes_bits(dtype, standard_code):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 9)).astype(dtype)
@@ -150,6 +174,7 @@ def test_other_backends_run_the_standard_code_and_agree(ctx):
     ctx.close(grad, np.asarray(ref.backward()))
 
 
+@pytest.mark.usefixtures("shares")
 def test_training_through_every_override_agrees_on_every_backend(ctx):
     """One epoch of fit that passes through every kernel: uint8 batches converted on the device, two Dense + ReLU
     pairs, a last Dense with its bias, cross-entropy on labels and SGD with momentum. On NumPy it runs the kernels
@@ -189,6 +214,7 @@ def test_status_says_what_runs():
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.usefixtures("shares")
 def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, standard_code):
     """Sequential runs Dense + ReLU as one step (bias add and ReLU in place; mask and bias gradient in one pass)."""
     rng = np.random.default_rng(2)
@@ -212,6 +238,7 @@ def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, 
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.usefixtures("shares")
 def test_dense_bias_add_and_gradient_give_the_standard_codes_bits(dtype, layout, standard_code):
     """A Dense with no ReLU after it adds its bias and sums its bias gradient through kernels (the same bits); a
     Fortran-ordered dy is refused by the kernel and summed by the standard code."""
@@ -293,6 +320,7 @@ def test_kernels_refuse_overlapping_arrays_and_the_optimizer_falls_back(standard
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.usefixtures("shares")
 def test_uint8_batches_give_the_standard_codes_bits(dtype, shuffle, standard_code):
     """The DataLoader converts and scales a uint8 batch in one pass (shuffled rows and plain slices alike)."""
     rng = np.random.default_rng(6)
@@ -306,3 +334,41 @@ def test_uint8_batches_give_the_standard_codes_bits(dtype, shuffle, standard_cod
     assert fused[0].dtype == np.dtype(dtype) and float(fused[0].max()) <= 1.0
     for a, b in zip(fused, standard):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_kernels
+@pytest.mark.usefixtures("shares")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gathered_uint8_rows_give_the_standard_codes_bits(dtype):
+    """take_scale_u8: the shuffled batch's gather and conversion in one pass, as xp.take then astype and scale."""
+    from portanet.backends import _kernels
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (300, 5, 7), dtype=np.uint8)
+    rows = rng.permutation(300)[:37]
+    out = np.empty((37, 5, 7), dtype)
+    _kernels.take_scale_u8(x, rows, 1 / 255, out)
+    want = np.take(x, rows, axis=0).astype(dtype)
+    want *= 1 / 255
+    np.testing.assert_array_equal(out, want)
+    _kernels.take_scale_u8(x, rows, 1.0, out)
+    np.testing.assert_array_equal(out, np.take(x, rows, axis=0).astype(dtype))
+
+
+@needs_kernels
+def test_gather_kernel_refuses_what_numpy_would_read_differently():
+    from portanet.backends import _kernels
+    x = np.zeros((10, 4), np.uint8)
+    out = np.empty((2, 4), np.float32)
+    for rows, match in [(np.array([0, 10]), "row indices in 0..len"), (np.array([-1, 2]), "row indices in 0..len"),
+                        (np.array([0, 1], np.int32), "int64 row indices"), (np.array([0, 1, 2]), "hold len\\(rows\\)")]:
+        with pytest.raises(ValueError, match=match):
+            _kernels.take_scale_u8(x, rows, 1.0, out)
+    with pytest.raises(ValueError, match="uint8 array"):
+        _kernels.take_scale_u8(x.astype(np.float32), np.array([0, 1]), 1.0, out)
+    # the loader gathers with xp.take what the kernel refuses, e.g. a strided view of the images
+    images = np.arange(80, dtype=np.uint8).reshape(10, 8)
+    loader = pn.DataLoader(images[:, ::2], np.arange(10), batch_size=4, shuffle=True, seed=0, dtype="float64")
+    batches = list(loader)
+    assert [len(yb) for _, yb in batches] == [4, 4, 2]
+    for xb, yb in batches:
+        np.testing.assert_array_equal(xb, images[:, ::2][yb].astype(np.float64) * (1 / 255))
