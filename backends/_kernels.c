@@ -85,21 +85,21 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
     return size;
 }
 
-
 /* ---- threads: OpenBLAS's own -------------------------------------------------------------------------------- */
 
-/* A kernel big enough to share runs on the threads of the OpenBLAS that NumPy uses, through gotoblas_pthread(n, fn,
- * args, stride), which OpenBLAS's pthreads builds export: fn(args + i * stride) for i < n, the first on the calling
- * thread and the others on OpenBLAS's workers, returning when all are done. Those workers keep spinning between
- * GEMMs (OpenBLAS's thread timeout, ~0.1 s), so a share reaches one in well under a microsecond, where a pool of our
- * own would fight the spinning worker for the second core (measured: 1.5-5% slower per epoch). And OpenBLAS gives
- * each thread an even, ordered share of a product's rows, the caller the first: split the same way, each thread
- * finds the rows of the gradient or activation it just wrote in its own cache.
+/* A kernel big enough to share runs on the threads of the OpenBLAS that NumPy uses, through gotoblas_pthread(n,
+ * fn, args, stride), which OpenBLAS's pthreads builds export: fn(args + i * stride) for i < n, the first on the
+ * calling thread and the others on OpenBLAS's workers, returning when all are done. Those workers keep spinning
+ * between GEMMs (OpenBLAS's thread timeout, ~0.1 s), so a share reaches one in well under a microsecond, where
+ * a pool of our own would fight the spinning worker for the second core (measured: 1.5-5% slower per epoch).
+ * And OpenBLAS gives each thread an even, ordered share of a product's rows, the caller the first: split the
+ * same way, each thread finds the rows of the gradient or activation it just wrote in its own cache.
  *
- * Shares are contiguous ranges of elements (optimizer updates, elementwise passes), rows (bias + ReLU) or columns
- * (a bias gradient: each column is still summed row after row from 0), so a split kernel gives the same bits as
- * one pass. Without that OpenBLAS (another BLAS, Windows, a build without the symbols), or with one thread, or for
- * a kernel too small to be worth the handoff, everything runs on the calling thread. */
+ * Shares are contiguous ranges of elements (optimizer updates, elementwise passes, the uint8 conversion) or of
+ * rows (bias + ReLU, a gathered batch), so a split kernel gives the same bits as one pass; the bias gradients
+ * stay whole (see ROWS_RANGE). Without that OpenBLAS (another BLAS, an OS other than Linux, a build without the
+ * symbols), or with one thread, or for a kernel too small to be worth the handoff, everything runs on the calling
+ * thread. */
 #define MAX_SHARES 64
 #define SHARE_ALIGN 64                 /* bytes: shares start on cache lines, so no line is written by two threads */
 
@@ -108,7 +108,7 @@ static pool_run_fn pool_run;           /* gotoblas_pthread, or NULL */
 static int *pool_threads;              /* its blas_cpu_number: the threads its GEMMs use now */
 static char pool_library[512];
 static int thread_cap;                 /* 0: as many as OpenBLAS uses; else at most this many */
-static Py_ssize_t min_share = 16384;   /* elements (rows x columns) per share: below ~10 us of work, the handoff costs more */
+static Py_ssize_t min_share = 16384;   /* elements a share at least: smaller, the handoff costs what it saves */
 
 typedef void (*range_fn)(const void *task, Py_ssize_t lo, Py_ssize_t hi);
 typedef struct {
@@ -333,7 +333,8 @@ static PyObject *py_adam(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t n = b.views[0].len / size;
     AdamTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf,
-                     amsgrad ? b.views[4].buf : NULL, b1, 1.0 - b1, b2, 1.0 - b2, inv_sqrt_c2, eps, step_size, wd, mode};
+                     amsgrad ? b.views[4].buf : NULL, b1, 1.0 - b1, b2, 1.0 - b2, inv_sqrt_c2, eps, step_size,
+                     wd, mode};
     Py_BEGIN_ALLOW_THREADS
     split(size == 4 ? adam_range_f32 : adam_range_f64, &task, n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
@@ -869,7 +870,8 @@ static PyMethodDef methods[] = {
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
     {"threads", py_threads, METH_NOARGS, "threads() -> how many threads a big enough kernel is split over now"},
     {"pool", py_pool, METH_NOARGS, "pool() -> the OpenBLAS library whose threads the kernels share, or None"},
-    {"set_threads", py_set_threads, METH_VARARGS, "set_threads(n) -> previous: at most n threads (0: as many as OpenBLAS uses)"},
+    {"set_threads", py_set_threads, METH_VARARGS,
+     "set_threads(n) -> previous: at most n threads (0: as many as OpenBLAS uses)"},
     {"set_min_share", py_set_min_share, METH_VARARGS,
      "set_min_share(n) -> previous: the fewest elements worth a thread's share (tests lower it)"},
     {NULL, NULL, 0, NULL},
