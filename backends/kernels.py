@@ -11,11 +11,11 @@ Callers ask ``Device.kernel(name)`` and get a callable or None; a kernel that re
 non-contiguous gradient, mixed dtypes) raises TypeError, ValueError or BufferError and the caller runs the
 standard code instead. PORTANET_KERNELS=0 turns them off for the whole process; ``set_enabled`` does so in code.
 
-Threads: a kernel with enough work (the optimizer updates, the Dense + ReLU forward, the uint8 conversion) is split
-over the threads of the OpenBLAS that NumPy uses, which spin between GEMMs anyway: each thread takes the share of
-rows the GEMM before it just wrote into that thread's own cache. The split gives the same bits as one thread.
-``threads()`` says how many it uses now: OpenBLAS's own count (OPENBLAS_NUM_THREADS, threadpoolctl), capped by
-PORTANET_KERNEL_THREADS or ``set_threads``; 1 where NumPy's BLAS is not OpenBLAS.
+Threads: a kernel with enough work (the optimizer updates, the Dense + ReLU forward, a uint8 batch's gather and
+conversion) is split over the threads of the OpenBLAS that NumPy uses, which spin between GEMMs anyway: each thread
+takes the share of rows the GEMM before it just wrote into that thread's own cache. The split gives the same bits
+as one thread. ``threads()`` says how many it uses now: OpenBLAS's own count (OPENBLAS_NUM_THREADS, threadpoolctl),
+capped by PORTANET_KERNEL_THREADS or ``set_threads``; 1 where NumPy's BLAS is not OpenBLAS or off Linux.
 """
 from __future__ import annotations
 

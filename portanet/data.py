@@ -199,16 +199,23 @@ class DataLoader:
             else:
                 ib = idx[s:e]
                 yb = None if Y is None else xp.take(Y, ib, axis=0)
-                if take is not None:
-                    out = xp.empty((e - s,) + tuple(X.shape[1:]), dtype=self.dtype)
-                    try:   # gather, convert and scale in one pass, the same bits (backends/kernels.py)
-                        take(X, ib, self.scale, out)
-                        yield self._finish(out, yb, rng, converted=True)
-                        continue
-                    except REFUSALS:
-                        take = None
+                xb = self._take_converted(take, X, ib) if take is not None else None
+                if xb is not None:
+                    yield self._finish(xb, yb, rng, converted=True)
+                    continue
+                take = None
                 xb = xp.take(X, ib, axis=0)
             yield self._finish(xb, yb, rng)
+
+    def _take_converted(self, take, X, ib):
+        """X[ib] in the loader's dtype and scale, gathered, converted and scaled in one pass by the backend's
+        kernel (the same bits as xp.take and _convert; backends/kernels.py), or None where it refuses."""
+        out = self.device.xp.empty((ib.shape[0],) + tuple(X.shape[1:]), dtype=self.dtype)
+        try:
+            take(X, ib, self.scale, out)
+        except REFUSALS:
+            return None
+        return out
 
     def _host_batch(self, order, s, e):
         ids = np.arange(s, e) if order is None else order[s:e]

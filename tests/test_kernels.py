@@ -372,3 +372,20 @@ def test_gather_kernel_refuses_what_numpy_would_read_differently():
     assert [len(yb) for _, yb in batches] == [4, 4, 2]
     for xb, yb in batches:
         np.testing.assert_array_equal(xb, images[:, ::2][yb].astype(np.float64) * (1 / 255))
+
+
+@needs_kernels
+def test_a_transform_error_in_a_gathered_batch_is_raised_once():
+    # the kernel path hands the batch to the transform outside its refusal handling: a user's error is not
+    # mistaken for a refusal and retried through xp.take
+    calls = []
+
+    def transform(x, rng):
+        calls.append(1)
+        raise ValueError("bad augmentation")
+
+    loader = pn.DataLoader(np.zeros((8, 4), np.uint8), np.arange(8), batch_size=4, shuffle=True, seed=0,
+                           transform=transform)
+    with pytest.raises(ValueError, match="bad augmentation"):
+        next(iter(loader))
+    assert calls == [1]
