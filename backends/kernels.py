@@ -95,10 +95,12 @@ def status() -> str:
     return f"fused C kernels: {', '.join(NAMES)}; {where}"
 
 
+_TABLE = {name: getattr(_compiled, name) for name in NAMES} if _compiled is not None else {}
+
+
 def get(name: str):
     """The kernel called ``name``, or None when it is not built or kernels are turned off."""
-    if name not in NAMES:
+    kernel = _TABLE.get(name) if _enabled else None     # every step asks several times: one dict lookup
+    if kernel is None and name not in NAMES:
         raise ValueError(f"no kernel named {name!r}; kernels are {', '.join(NAMES)}")
-    if _compiled is None or not _enabled:
-        return None
-    return getattr(_compiled, name)
+    return kernel

@@ -16,6 +16,8 @@ class Flatten(Module):
         if x.ndim < 1:
             raise ShapeError("Flatten needs a batch axis (batch, ...); got a 0-d array")
         self._shape = tuple(x.shape)
+        if x.ndim == 2:
+            return x                 # already (batch, features): no reshape call per step
         n = 1
         for s in x.shape[1:]:
             n *= s
