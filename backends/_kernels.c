@@ -124,6 +124,8 @@ static void run_share(void *p) {
         s->fn(s->task, s->lo, s->hi);
 }
 
+/* Never more than blas_cpu_number: OpenBLAS keeps that within its build's MAX_CPU_NUMBER, the size of the queue
+ * gotoblas_pthread builds on its stack (16 in some builds, 64 in NumPy's). */
 static int kernel_threads(void) {
     int t = pool_run ? *pool_threads : 1;
     if (thread_cap > 0 && t > thread_cap)
