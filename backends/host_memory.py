@@ -5,8 +5,9 @@ for a 784x256 layer, 16 MB at width 2048). glibc gives the free memory at the to
 kernel once it exceeds the trim threshold (by its dynamic rule, twice the largest mmapped block freed so far),
 so the next step's allocation takes one minor page fault per 4 KiB page to get it back: on the 784-256-256-10
 MLP at batch 128, ~380 faults per step with the standard optimizer code when first measured (~0.4 ms, more than
-the step's own elementwise work; ~140 with today's standard code), ~40 with the first fused kernels and ~0 since
-the batch is gathered and converted in one pass (backends/kernels.py); at width 2048 and batch 512, ~1200. Setting
+the step's own elementwise work; 100-210 with today's, varying with what the process freed before), ~40 with the
+first fused kernels and ~0 since the batch is gathered and converted in one pass (backends/kernels.py); at width
+2048 and batch 512, ~1200. Setting
 the two thresholds to the ceiling glibc's own rule would reach (mmap 32 MiB, trim 64 MiB) keeps those blocks in
 the heap for the next step. It is what preloading jemalloc or tcmalloc gives PyTorch on CPU,
 without the preload; memory above the trim threshold still goes back to the kernel.
