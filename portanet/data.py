@@ -195,17 +195,16 @@ class DataLoader:
         take = self.device.kernel("take_scale_u8") if idx is not None and self.x.dtype == np.uint8 else None
         for s, e in spans:
             if idx is None:
-                xb, yb = X[s:e, ...], (None if Y is None else Y[s:e, ...])
+                xb, yb, converted = X[s:e, ...], (None if Y is None else Y[s:e, ...]), False
             else:
                 ib = idx[s:e]
                 yb = None if Y is None else xp.take(Y, ib, axis=0)
-                xb = self._take_converted(take, X, ib) if take is not None else None
-                if xb is not None:
-                    yield self._finish(xb, yb, rng, converted=True)
-                    continue
-                take = None
-                xb = xp.take(X, ib, axis=0)
-            yield self._finish(xb, yb, rng)
+                xb = None if take is None else self._take_converted(take, X, ib)
+                converted = xb is not None
+                if not converted:
+                    take = None          # refused once: the same arrays come every batch
+                    xb = xp.take(X, ib, axis=0)
+            yield self._finish(xb, yb, rng, converted)
 
     def _take_converted(self, take, X, ib):
         """X[ib] in the loader's dtype and scale, gathered, converted and scaled in one pass by the backend's
