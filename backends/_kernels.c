@@ -110,6 +110,9 @@ static char pool_library[512];
 static int thread_cap;                 /* 0: as many as OpenBLAS uses; else at most this many */
 static Py_ssize_t min_share = 16384;   /* elements a share at least: smaller, the handoff costs what it saves */
 
+static void *gemm_s, *gemm_d;          /* its cblas_sgemm / cblas_dgemm, or NULL */
+static int gemm_ilp64;                 /* whether their integers are int64 (else int) */
+
 typedef void (*range_fn)(const void *task, Py_ssize_t lo, Py_ssize_t hi);
 typedef struct {
     range_fn fn;
@@ -157,6 +160,27 @@ static void split(range_fn fn, const void *task, Py_ssize_t n, Py_ssize_t width,
 #include <dlfcn.h>
 #include <link.h>
 
+/* The same library's CBLAS GEMMs, under whichever of OpenBLAS's symbol names this build uses (NumPy's wheels prefix
+ * scipy_ and, for 64-bit integers, suffix 64_); its configuration string says whether its integers are 64-bit. */
+static void find_gemm(void *lib) {
+    static const char *names[][3] = {
+        {"scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", "scipy_openblas_get_config64_"},
+        {"cblas_sgemm64_", "cblas_dgemm64_", "openblas_get_config64_"},
+        {"scipy_cblas_sgemm", "scipy_cblas_dgemm", "scipy_openblas_get_config"},
+        {"cblas_sgemm", "cblas_dgemm", "openblas_get_config"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *s = dlsym(lib, names[i][0]), *d = dlsym(lib, names[i][1]), *config = dlsym(lib, names[i][2]);
+        if (!s || !d || !config)
+            continue;
+        const char *text = ((const char *(*)(void))config)();
+        gemm_ilp64 = text && strstr(text, "USE64BITINT") != NULL;
+        gemm_s = s;
+        gemm_d = d;
+        return;
+    }
+}
+
 /* The first loaded library named like OpenBLAS that exports the pool: NumPy's, which loads before anything else
  * that could bundle one (SciPy imports NumPy first). */
 static int find_pool(struct dl_phdr_info *info, size_t size, void *data) {
@@ -175,6 +199,7 @@ static int find_pool(struct dl_phdr_info *info, size_t size, void *data) {
     pool_run = (pool_run_fn)run;       /* the handle stays open: NumPy keeps the library loaded anyway */
     pool_threads = threads;
     snprintf(pool_library, sizeof pool_library, "%s", name);
+    find_gemm(lib);
     return 1;
 }
 
@@ -552,6 +577,123 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- weight gradients into the momentum buffer -------------------------------------------------------------- */
+
+/* c = alpha * a.T @ b + beta * c through the OpenBLAS GEMM that NumPy's matmul calls for a.T @ b, with beta exposed:
+ * a (k, m), b (k, n), c (m, n), C-contiguous. Row-major, a transposed: the call NumPy makes for x.T @ dy. */
+typedef void (*sgemm_i64)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                          int64_t, float, float *, int64_t);
+typedef void (*sgemm_i32)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
+                          float *, int);
+typedef void (*dgemm_i64)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                          const double *, int64_t, double, double *, int64_t);
+typedef void (*dgemm_i32)(int, int, int, int, int, int, double, const double *, int, const double *, int, double,
+                          double *, int);
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    double alpha, beta;
+    if (!PyArg_ParseTuple(args, "OOOdd", &objs[0], &objs[1], &objs[2], &alpha, &beta))
+        return NULL;
+    if (!gemm_s) {
+        PyErr_SetString(PyExc_TypeError, "gemm_tn needs NumPy's OpenBLAS, which was not found");
+        return NULL;
+    }
+    static const int writable[3] = {0, 0, 1};
+    Buffers b;
+    b.held = 0;
+    for (int i = 0; i < 3; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable[i] ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &b.views[i], flags) != 0) {
+            release(&b);
+            return NULL;
+        }
+        b.held++;
+    }
+    const char *f = b.views[0].format ? b.views[0].format : "";
+    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    int ok = size != 0;
+    for (int i = 0; i < 3 && ok; i++)
+        ok = b.views[i].ndim == 2 && b.views[i].format && strcmp(b.views[i].format, f) == 0;
+    Py_ssize_t k = ok ? b.views[0].shape[0] : 0, m = ok ? b.views[0].shape[1] : 0;
+    Py_ssize_t n = ok ? b.views[1].shape[1] : 0;
+    ok = ok && k > 0 && m > 0 && n > 0 && b.views[1].shape[0] == k && b.views[2].shape[0] == m
+         && b.views[2].shape[1] == n;
+    ok = ok && (gemm_ilp64 || (k <= INT32_MAX && m <= INT32_MAX && n <= INT32_MAX));
+    if (!ok) {
+        release(&b);
+        PyErr_SetString(PyExc_ValueError, "gemm_tn takes float arrays a (k, m), b (k, n), c (m, n) of one dtype");
+        return NULL;
+    }
+    if (overlapping(b.views, writable, 3)) {
+        release(&b);
+        return NULL;
+    }
+    const void *A = b.views[0].buf, *B = b.views[1].buf;
+    void *C = b.views[2].buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (size == 4 && gemm_ilp64)
+        ((sgemm_i64)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, (float)alpha, A, m, B, n, (float)beta, C, n);
+    else if (size == 4)
+        ((sgemm_i32)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, (float)alpha, A, (int)m, B, (int)n,
+                            (float)beta, C, (int)n);
+    else if (gemm_ilp64)
+        ((dgemm_i64)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, beta, C, n);
+    else
+        ((dgemm_i32)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, alpha, A, (int)m, B, (int)n, beta,
+                            C, (int)n);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* sgd.py's _apply_taken, when the momentum buffer already holds momentum * b + (1 - dampening) * grad (the GEMM
+ * above wrote it there): b = buf + wd * w (wd: the dampened weight decay, 0 for none); buf = b; w = w - lr * b. */
+#define SGD_APPLY_KERNEL(NAME, T)                                                                                \
+    WIDE static void NAME(T *restrict w, T *restrict buf, Py_ssize_t n, T lr, T wd, int use_wd) {                \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                      \
+            T b = buf[i];                                                                                         \
+            if (use_wd) {                                                                                         \
+                T decay = wd * w[i];                                                                              \
+                b = b + decay;                                                                                    \
+                buf[i] = b;                                                                                       \
+            }                                                                                                     \
+            T step = lr * b;                                                                                      \
+            w[i] = w[i] - step;                                                                                   \
+        }                                                                                                         \
+    }
+
+SGD_APPLY_KERNEL(sgd_apply_f32, float)
+SGD_APPLY_KERNEL(sgd_apply_f64, double)
+
+#define SGD_APPLY_RANGE(NAME, KERNEL, T)                                                                         \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const SgdTask *t = p;                                                                                     \
+        KERNEL((T *)t->w + lo, (T *)t->buf + lo, hi - lo, (T)t->lr, (T)t->wd, t->use_wd);                         \
+    }
+
+SGD_APPLY_RANGE(sgd_apply_range_f32, sgd_apply_f32, float)
+SGD_APPLY_RANGE(sgd_apply_range_f64, sgd_apply_f64, double)
+
+static PyObject *py_sgd_apply(PyObject *self, PyObject *args) {
+    PyObject *objs[2];
+    double lr, wd;
+    if (!PyArg_ParseTuple(args, "OOdd", &objs[0], &objs[1], &lr, &wd))
+        return NULL;
+    static const int writable[2] = {1, 1};
+    Buffers b;
+    int size = acquire(&b, objs, writable, 2);
+    if (!size)
+        return NULL;
+    SgdTask task = {b.views[0].buf, NULL, b.views[1].buf, lr, 0, 0, wd, 0, wd != 0.0, 0};
+    Py_BEGIN_ALLOW_THREADS
+    split(size == 4 ? sgd_apply_range_f32 : sgd_apply_range_f64, &task, b.views[0].len / size, 1, SHARE_ALIGN / size);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
 /* ---- batches ---------------------------------------------------------------------------------------------------- */
 
 /* data.py's uint8 batch to the model's float dtype: out = float(x) * scale in one pass, where the standard code
@@ -870,6 +1012,9 @@ static PyMethodDef methods[] = {
      "take_scale_u8(x_uint8, rows_int64, scale, out): out = float(x[rows]) * scale, gather and conversion in one pass"},
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
+    {"gemm_tn", py_gemm_tn, METH_VARARGS,
+     "gemm_tn(a, b, c, alpha, beta): c = alpha * a.T @ b + beta * c through NumPy's OpenBLAS"},
+    {"sgd_apply", py_sgd_apply, METH_VARARGS, "sgd_apply(w, buf, lr, wd): buf += wd * w (wd != 0); w = w - lr * buf, one pass"},
     {"threads", py_threads, METH_NOARGS, "threads() -> how many threads a big enough kernel is split over now"},
     {"pool", py_pool, METH_NOARGS, "pool() -> the OpenBLAS library whose threads the kernels share, or None"},
     {"set_threads", py_set_threads, METH_VARARGS,
@@ -885,5 +1030,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     attach_pool();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && !gemm_s && PyObject_DelAttrString(m, "gemm_tn") != 0)   /* no GEMM found: no such kernel */
+        Py_CLEAR(m);
+    return m;
 }

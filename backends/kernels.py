@@ -29,7 +29,7 @@ except ImportError as exc:                    # no C compiler at install time: t
 
 REFUSALS = (TypeError, ValueError, BufferError)
 NAMES = ("sgd", "adam", "softmax_ce", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
-         "scale_u8", "take_scale_u8")
+         "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply")
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
 
 
@@ -92,10 +92,11 @@ def status() -> str:
         where = "on the calling thread (no OpenBLAS thread pool found)"
     else:
         where = f"the big ones split over {threads()} thread{'s' * (threads() > 1)} of {os.path.basename(lib)}"
-    return f"fused C kernels: {', '.join(NAMES)}; {where}"
+    return f"fused C kernels: {', '.join(_TABLE)}; {where}"
 
 
-_TABLE = {name: getattr(_compiled, name) for name in NAMES} if _compiled is not None else {}
+# gemm_tn exists only where the extension found the GEMM of NumPy's OpenBLAS
+_TABLE = {name: getattr(_compiled, name) for name in NAMES if hasattr(_compiled, name)} if _compiled else {}
 
 
 def get(name: str):

@@ -9,13 +9,17 @@ from .errors import CheckpointError, NotFittedError, ShapeError
 
 class Parameter:
     """A trainable array. ``data`` lives on the module's device; ``grad`` is None until a
-    backward pass accumulates into it, and ``zero_grad()`` sets it back to None."""
+    backward pass accumulates into it, and ``zero_grad()`` sets it back to None.
 
-    __slots__ = ("data", "grad")
+    ``sink``: the optimizer that takes this parameter's gradient products straight into its own state while
+    ``fit`` runs (see ``accumulate_product``); None otherwise."""
+
+    __slots__ = ("data", "grad", "sink")
 
     def __init__(self, data):
         self.data = data
         self.grad = None
+        self.sink = None
 
     @property
     def shape(self):
@@ -38,6 +42,18 @@ class Parameter:
             self.grad = g
         else:
             self.grad += g
+
+    def accumulate_product(self, a, b):
+        """grad += a.T @ b, for a weight whose gradient is a product.   a: (batch, rows), b: (batch, cols).
+
+        Inside ``fit`` an optimizer may have armed itself as this parameter's ``sink``: it then takes the
+        product into its own state in one GEMM (SGD: the momentum buffer, scaled by the momentum on the way)
+        and ``grad`` stays None, sparing a gradient array that would be written, then read back by the update.
+        Where it cannot (no such kernel, a refused array), the product lands in ``grad`` as usual."""
+        sink = self.sink
+        if sink is not None and sink.take_product(self, a, b):
+            return
+        self.accumulate(a.T @ b)
 
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
@@ -299,8 +315,23 @@ class Sequential(Module):
         super().__init__(device)
         for i, layer in enumerate(layers):
             setattr(self, str(i), layer)
+        self._refuse_repeats()
         self.layers = list(layers)
         self.to(self._device)
+
+    def _refuse_repeats(self):
+        """A layer keeps what its forward saw for its backward, so one object run twice in a forward pass would
+        backpropagate through its second run only (and a shared weight would be counted twice by optimizers)."""
+        first = {}
+        for name, m in self.named_modules():
+            if m is self:
+                continue
+            if id(m) in first:
+                kind = type(m).__name__
+                raise ValueError(f"Sequential got one {kind} object at '{first[id(m)]}' and again at '{name}': a "
+                                 f"portanet layer keeps its forward's values for backward, so each place needs its own "
+                                 f"layer: create a new {kind}(...) for each (copy.deepcopy copies one with its weights)")
+            first[id(m)] = name
 
     def __getitem__(self, i):
         return self.layers[i]

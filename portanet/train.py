@@ -166,8 +166,24 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
     end = start + epochs
     for cb in callbacks:
         cb.on_train_begin()
+    # nothing reads a gradient between this loop's backward and step: the optimizer may take weight
+    # gradients straight into its state (Optimizer.attach_sinks); param.grad of those stays None
+    optimizer.attach_sinks()
+    try:
+        _epochs(trainer, range(start, end), val_loader, metrics, fns, callbacks, keep_good)
+    finally:
+        optimizer.detach_sinks()
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _epochs(trainer, epochs, val_loader, metrics, fns, callbacks, keep_good):
+    """fit's loop over ``epochs`` (a range of epoch numbers)."""
+    model, loss, optimizer, train_loader = trainer.model, trainer.loss, trainer.optimizer, trainer.train_loader
+    history, verbose, end = trainer.history, trainer.verbose, epochs.stop
     first_call = True
-    for epoch in range(start, end):
+    for epoch in epochs:
         if isinstance(train_loader, DataLoader):
             train_loader.set_epoch(epoch)
         for cb in callbacks:
@@ -228,9 +244,6 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
             cb.on_epoch_end(epoch, logs)
         if trainer.stop_training:
             break
-    for cb in callbacks:
-        cb.on_train_end()
-    return history
 
 
 def _length(loader):

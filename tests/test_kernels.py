@@ -389,3 +389,66 @@ def test_a_transform_error_in_a_gathered_batch_is_raised_once():
     with pytest.raises(ValueError, match="bad augmentation"):
         next(iter(loader))
     assert calls == [1]
+
+
+needs_gemm = pytest.mark.skipif(kernels.get("gemm_tn") is None, reason=f"no GEMM of NumPy's OpenBLAS: {kernels.status()}")
+
+
+@needs_gemm
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("beta", [0.0, 0.9, 1.0])
+def test_gemm_tn_is_numpys_product_with_beta(dtype, beta):
+    """c = alpha * a.T @ b + beta * c. At the MNIST net's big shapes OpenBLAS scales c, then adds the very product
+    NumPy's a.T @ b computes: the bits of `c *= beta; c += a.T @ b`; at small shapes its small-matrix kernels fuse
+    the scaling into one rounding, so float tolerance."""
+    rng = np.random.default_rng(4)
+    for k, m, n, exact in [(128, 784, 256, True), (32, 100, 10, False), (5, 3, 1, False)]:
+        a, b, c = (rng.standard_normal(s).astype(dtype) for s in [(k, m), (k, n), (m, n)])
+        expect = c * np.asarray(beta, dtype) + a.T @ b
+        out = c.copy()
+        kernels.get("gemm_tn")(a, b, out, 1.0, beta)
+        if exact:
+            np.testing.assert_array_equal(out, expect)
+        else:
+            np.testing.assert_allclose(out, expect, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+    scaled = c.copy()
+    kernels.get("gemm_tn")(a, b, scaled, 0.5, 0.0)
+    np.testing.assert_allclose(scaled, 0.5 * (a.T @ b), rtol=1e-5)
+
+
+@needs_gemm
+def test_gemm_tn_refuses_what_it_cannot_compute():
+    gemm = kernels.get("gemm_tn")
+    a, b, c = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), np.zeros((3, 2), np.float32)
+    for bad in [(a, b, np.zeros((2, 3), np.float32)),              # c of the wrong shape
+                (a, np.ones((5, 2), np.float32), c),                # a and b with different batches
+                (a, b.astype(np.float64), c),                       # mixed dtypes
+                (a.astype(np.int32), b, c),                         # not floats
+                (np.ones((0, 3), np.float32), np.ones((0, 2), np.float32), c)]:   # an empty batch
+        with pytest.raises(REFUSAL):
+            gemm(*bad, 1.0, 0.0)
+    with pytest.raises(REFUSAL):
+        gemm(np.ones((3, 4), np.float32).T, b, c, 1.0, 0.0)         # not C-contiguous
+    square = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="do not overlap"):
+        gemm(square, square, square, 1.0, 0.0)                      # c aliasing an input
+    np.testing.assert_array_equal(c, 0)
+
+
+REFUSAL = kernels.REFUSALS
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+@pytest.mark.usefixtures("shares")
+def test_sgd_apply_gives_the_standard_codes_bits(dtype, wd):
+    rng = np.random.default_rng(6)
+    w, buf = (rng.standard_normal(4099).astype(dtype) for _ in range(2))
+    w_ref, buf_ref = w.copy(), buf.copy()
+    if wd:
+        buf_ref += wd * w_ref
+    w_ref -= 0.05 * buf_ref
+    kernels.get("sgd_apply")(w, buf, 0.05, wd)
+    np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(buf, buf_ref)

@@ -87,14 +87,14 @@ class Dense(Module):
             kernel(dy, y, dz, db)
         except REFUSALS:
             return self.backward(relu.backward(dy), input_grad=input_grad)
-        self.weight.accumulate(x.T @ dz)
+        self.weight.accumulate_product(x, dz)
         self.bias.accumulate(db)
         return dz @ self.weight.data.T if input_grad else None
 
     def backward(self, dy, input_grad=True):
         x = self._x
         self._needs_forward(x)
-        self.weight.accumulate(x.T @ dy)
+        self.weight.accumulate_product(x, dy)
         if self.bias is not None:
             self.bias.accumulate(self._bias_grad(dy))
         return dy @ self.weight.data.T if input_grad else None

@@ -51,7 +51,7 @@ class Maxout(Module):
         pieces = xp.arange(self.pieces, device=self._device.native)
         routed = xp.where(winner[..., None] == pieces, dy[..., None], 0.0)
         dz = xp.reshape(routed, (x.shape[0], self.out_features * self.pieces))
-        self.weight.accumulate(x.T @ dz)
+        self.weight.accumulate_product(x, dz)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(dz, axis=0))
         return dz @ self.weight.data.T if input_grad else None

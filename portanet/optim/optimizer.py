@@ -47,6 +47,8 @@ class Optimizer:
             self.param_groups.append({"params": ps, **opts})
         self.state: dict = {}
         self._schedulers: list = []
+        self._sink_groups: dict = {}     # armed parameter -> its group (fit only; see attach_sinks)
+        self._taken: set = set()         # parameters whose gradient this step went into the state
         self.device = devices.device_of(self.param_groups[0]["params"][0].data)
         self.xp = self.device.xp
         for group in self.param_groups:
@@ -95,8 +97,13 @@ class Optimizer:
     def step(self):
         self._fused = self.device.kernel(self.kernel_name) if self.kernel_name else None
         found = False
+        taken = self._taken
         for group in self.param_groups:
             for p in group["params"]:
+                if taken and p in taken:
+                    found = True
+                    self._apply_taken(p, self.state[p], group)
+                    continue
                 if p.grad is None:
                     continue
                 found = True
@@ -104,11 +111,60 @@ class Optimizer:
                 if st is None:
                     st = self.state[p] = {}
                 self._update(p, p.grad, st, group)
+        taken.clear()
         if not found:
             raise NotFittedError(f"{type(self).__name__}.step() found no gradients: compute them first "
                                  "(model.backward(loss.backward())), and call zero_grad() before, not after, backward")
 
     def _update(self, p, g, state, group):
+        raise NotImplementedError
+
+    # -- gradient sinks ----------------------------------------------------------------------
+    # A weight gradient is a product a.T @ b (Dense: x.T @ dy). Where the update only needs it added into a
+    # state buffer (SGD's momentum), one GEMM can write it there directly, scaled by the momentum on the way:
+    # no gradient array written and read back, no zero-fill of it by the BLAS. That bypasses param.grad, so
+    # only fit arms it: between its backward and its step nothing reads a gradient. A loop of your own
+    # (zero_grad, backward, clip, step) never sees a sink.
+
+    def _sink_ready(self, group) -> bool:
+        """Whether this group's update can take gradient products into its state (subclasses say)."""
+        return False
+
+    def attach_sinks(self) -> int:
+        """Arm this optimizer as the gradient sink of the parameters it can take products for, where the
+        backend has the GEMM kernel for it. Returns how many; ``detach_sinks()`` undoes it (fit does both)."""
+        self.detach_sinks()
+        gemm = self.device.kernel("gemm_tn")
+        if gemm is None:
+            return 0
+        self._gemm = gemm
+        for group in self.param_groups:
+            if self._sink_ready(group):
+                for p in group["params"]:
+                    if p.sink is None:
+                        p.sink = self
+                        self._sink_groups[p] = group
+        return len(self._sink_groups)
+
+    def detach_sinks(self):
+        """Give every armed parameter its plain ``grad`` back. A step interrupted between backward and step
+        (an exception, Ctrl-C) leaves its gradient in the buffers it reached, as one extra momentum term."""
+        for p in self._sink_groups:
+            if p.sink is self:
+                p.sink = None
+        self._sink_groups = {}
+        self._taken.clear()
+
+    def take_product(self, p, a, b) -> bool:
+        """Take p's gradient a.T @ b into this optimizer's state; False leaves it to ``p.grad``.
+        a: (batch, rows), b: (batch, cols), p: (rows, cols)."""
+        group = self._sink_groups.get(p)
+        return group is not None and self._take(p, a, b, group)
+
+    def _take(self, p, a, b, group) -> bool:
+        return False
+
+    def _apply_taken(self, p, state, group):
         raise NotImplementedError
 
     # -- state -----------------------------------------------------------------------------
