@@ -21,6 +21,13 @@ class Parameter:
         self.grad = None
         self.sink = None
 
+    # copies and pickles carry the array and its gradient, never the sink: that belongs to a running fit
+    def __getstate__(self):
+        return {"data": self.data, "grad": self.grad}
+
+    def __setstate__(self, state):
+        self.data, self.grad, self.sink = state["data"], state["grad"], None
+
     @property
     def shape(self):
         return tuple(self.data.shape)

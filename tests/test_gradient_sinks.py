@@ -160,3 +160,28 @@ def test_sinks_are_detached_when_fit_raises(ctx):
     opt.zero_grad()
     model.backward(loss.backward())
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_a_model_copied_during_fit_trains_with_its_own_optimizer():
+    """A callback that deep-copies the model mid-fit (the usual "keep the best model") must not copy the running
+    optimizer along as the copy's sink: the copy trains later with an optimizer of its own."""
+    import copy
+
+    class KeepCopy(pn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.copy = copy.deepcopy(self.trainer.model)
+
+    x, y = _data()
+    model = pn.Sequential(pn.Dense(12, 16), pn.ReLU(), pn.Dense(16, 4))
+    keep = KeepCopy()
+    loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, seed=2)
+    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), loader,
+           epochs=2, callbacks=[keep], verbose=0)
+    twin = keep.copy
+    assert all(p.sink is None for p in twin.parameters())
+    before = [p.data.copy() for p in twin.parameters()]
+    opt = pn.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    pn.fit(twin, pn.CrossEntropyLoss(), opt, loader, epochs=2, verbose=0)
+    for p, old in zip(twin.parameters(), before):
+        assert not np.array_equal(p.data, old)
+        assert opt.state[p]["momentum_buffer"].shape == old.shape

@@ -141,9 +141,8 @@ class Optimizer:
         for group in self.param_groups:
             if self._sink_ready(group):
                 for p in group["params"]:
-                    if p.sink is None:
-                        p.sink = self
-                        self._sink_groups[p] = group
+                    p.sink = self       # any other sink is stale: a sink takes nothing once its fit has ended
+                    self._sink_groups[p] = group
         return len(self._sink_groups)
 
     def detach_sinks(self):
