@@ -1,6 +1,8 @@
 """NumPy on the host CPU, through array-api-compat's NumPy namespace."""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from . import kernels
@@ -11,8 +13,18 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def _load_namespace(self):
-        import array_api_compat.numpy as xp
+        import array_api_compat.numpy as compat
 
+        if int(np.__version__.split(".")[0]) < 2:
+            return compat
+        # NumPy 2's own allocation functions take the standard's arguments (device="cpu" included) and give the
+        # same arrays; array-api-compat's wrappers around them only check the device again, at ~1 us a call,
+        # and a training step allocates a handful of arrays (gradients, a batch, the loss). The rest is
+        # array-api-compat's namespace as it is.
+        xp = types.ModuleType(compat.__name__, compat.__doc__)
+        xp.__dict__.update(vars(compat))
+        for name in ("empty", "empty_like", "asarray"):
+            setattr(xp, name, getattr(np, name))
         return xp
 
     def devices(self):

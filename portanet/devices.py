@@ -159,6 +159,15 @@ def kernel_for(a, name):
     return b.kernel(name)
 
 
+def namespace_of(a):
+    """The namespace a's Device computes with (Device.xp): for code that holds arrays, not a Device (losses).
+    Looked up once per array type; for NumPy arrays it is faster than array_api_compat.array_namespace(a)."""
+    b = _backend_of_type.get(type(a))
+    if b is None:
+        b = _backend_of_type[type(a)] = device_of(a).backend
+    return b.xp
+
+
 _backend_of_type: dict = {}
 _cache: dict[str, Device] = {}
 _default_spec: str | None = None

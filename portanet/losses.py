@@ -70,7 +70,7 @@ class Loss:
         if pd != td:
             raise DeviceMismatchError(f"{name} got pred on {pd} and target on {td}: pass device=model.device to "
                                       "the DataLoader so labels arrive with the batch")
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         if not xp.isdtype(pred.dtype, "real floating"):
             raise TypeError(f"{name} needs floating-point predictions, got {pred.dtype}")
 
@@ -95,7 +95,7 @@ class Loss:
 
     @property
     def _xp(self):
-        return array_api_compat.array_namespace(self._cache[0])
+        return devices.namespace_of(self._cache[0])
 
     def __repr__(self):
         return f"{type(self).__name__}(reduction='{self.reduction}')"
@@ -109,7 +109,7 @@ def _numel(a):
 
 
 def _require_float_target(loss, pred, target):
-    xp = array_api_compat.array_namespace(pred)
+    xp = devices.namespace_of(pred)
     if target.dtype != pred.dtype:
         if xp.isdtype(target.dtype, "real floating"):
             raise TypeError(f"{type(loss).__name__} got {pred.dtype} predictions but {target.dtype} targets: "
@@ -139,7 +139,7 @@ class L1Loss(MSELoss):
     """mean|pred - target| (MAE). dL/dpred = sign(pred - target) / N (0 where they are equal)."""
 
     def forward(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         diff = pred - target
         self._cache = (diff,)
         return self._reduce(xp.abs(diff), _numel(diff))
@@ -159,7 +159,7 @@ class HuberLoss(MSELoss):
         self.delta = float(delta)
 
     def forward(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         diff = pred - target
         a = xp.abs(diff)
         self._cache = (diff,)
@@ -177,7 +177,7 @@ class BCELoss(MSELoss):
     -100 as in PyTorch. Prefer BCEWithLogitsLoss on raw logits: it is exact for any logit."""
 
     def _check_values(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         if bool(xp.any((pred < 0) | (pred > 1))):
             raise ValueError("BCELoss needs probabilities in [0, 1] as pred, got values outside that range: "
                              "add a Sigmoid() as the last layer, or use BCEWithLogitsLoss on the logits")
@@ -185,7 +185,7 @@ class BCELoss(MSELoss):
             raise ValueError("BCELoss needs targets in [0, 1], got values outside that range")
 
     def forward(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         log_p = xp.maximum(xp.log(pred), -100.0)
         log_q = xp.maximum(xp.log(1.0 - pred), -100.0)
         self._cache = (pred, target)
@@ -203,12 +203,12 @@ class BCEWithLogitsLoss(MSELoss):
     """Binary cross-entropy on logits z: max(z, 0) - z t + log(1 + exp(-|z|)). dL/dz = sigmoid(z) - t."""
 
     def _check_values(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BCEWithLogitsLoss needs targets in [0, 1], got values outside that range")
 
     def forward(self, z, target):
-        xp = array_api_compat.array_namespace(z)
+        xp = devices.namespace_of(z)
         e = xp.exp(-xp.abs(z))
         self._cache = (z, target, e)
         per = xp.maximum(z, 0.0) - z * target + xp.log1p(e)
@@ -229,7 +229,7 @@ class _ClassLoss(Loss):
 
     def _check_shapes(self, pred, target):
         name = type(self).__name__
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         if pred.ndim != 2:
             raise ShapeError(f"{name} needs scores of shape (batch, classes), got {tuple(pred.shape)}")
         if pred.shape[0] == 0:
@@ -250,7 +250,7 @@ class _ClassLoss(Loss):
             raise TypeError(f"{name} needs {kinds}, got {target.dtype} targets")
 
     def _check_values(self, pred, target):
-        xp = array_api_compat.array_namespace(pred)
+        xp = devices.namespace_of(pred)
         c = pred.shape[1]
         if xp.isdtype(target.dtype, "integral"):
             if bool(xp.any((target < 0) | (target >= c))):
@@ -299,7 +299,7 @@ class CrossEntropyLoss(_ClassLoss):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, z, target):
-        xp = array_api_compat.array_namespace(z)
+        xp = devices.namespace_of(z)
         n, c = z.shape
         labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
         if labels and not self.label_smoothing:     # the kernel takes int64 labels only
@@ -351,7 +351,7 @@ class NLLLoss(_ClassLoss):
     """-log_probs[i, label_i], for a model ending in LogSoftmax. dL/dlog_probs = -onehot / N."""
 
     def forward(self, log_probs, target):
-        xp = array_api_compat.array_namespace(log_probs)
+        xp = devices.namespace_of(log_probs)
         n, c = log_probs.shape
         t = self._one_hot(xp, target, c, log_probs.dtype)
         self._cache = (t,)
@@ -370,7 +370,7 @@ class HingeLoss(_ClassLoss):
         self.margin = float(margin)
 
     def forward(self, scores, target):
-        xp = array_api_compat.array_namespace(scores)
+        xp = devices.namespace_of(scores)
         n, c = scores.shape
         t = self._one_hot(xp, target, c, scores.dtype)
         correct = xp.sum(scores * t, axis=1, keepdims=True)

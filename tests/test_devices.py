@@ -141,3 +141,17 @@ def test_cupy_missing_and_cuda_missing_messages(monkeypatch):
     fake.cuda.runtime.getDeviceCount = lambda: 1
     with pytest.raises(pn.DeviceError, match=r"'gpu:3' is out of range: CuPy sees 1 GPU"):
         CupyBackend().parse("3")
+
+
+def test_numpy_namespace_allocates_as_the_standard_says():
+    """The NumPy backend's namespace uses NumPy 2's own empty/empty_like/asarray: same arrays, the standard's
+    device= argument accepted, another device refused."""
+    xp = pn.device("cpu").xp
+    a = xp.empty_like(np.ones((3, 2), np.float32))
+    assert a.shape == (3, 2) and a.dtype == np.float32 and a.flags["C_CONTIGUOUS"]
+    assert xp.empty((2, 5), dtype=xp.float64, device="cpu").dtype == np.float64
+    assert xp.asarray(1.5, dtype=xp.float32).dtype == np.float32
+    assert xp.asarray([1, 2], copy=True).tolist() == [1, 2]
+    with pytest.raises(ValueError):
+        xp.empty((2,), device="gpu")
+    assert pn.devices.namespace_of(a) is xp
