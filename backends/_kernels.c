@@ -52,9 +52,13 @@ static int overlapping(const Py_buffer *v, const int *writable, int n) {
     return 0;
 }
 
-/* Acquire objs[0..n) as C-contiguous buffers of one float format and one length; returns the item size (4 or 8),
- * or 0 with an exception set. writable[i] asks for a writable buffer. */
-static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
+/* The item size of a float32 ("f") or float64 ("d") buffer format; 0 for anything else. */
+static int float_size(const char *format) {
+    return !format ? 0 : strcmp(format, "f") == 0 ? 4 : strcmp(format, "d") == 0 ? 8 : 0;
+}
+
+/* Hold objs[0..n) as C-contiguous buffers (with their shapes and formats); 0 with an exception set, nothing held. */
+static int hold(Buffers *b, PyObject **objs, const int *writable, int n) {
     b->held = 0;
     for (int i = 0; i < n; i++) {
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable[i] ? PyBUF_WRITABLE : 0);
@@ -64,8 +68,16 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
         }
         b->held++;
     }
+    return 1;
+}
+
+/* Acquire objs[0..n) as C-contiguous buffers of one float format and one length; returns the item size (4 or 8),
+ * or 0 with an exception set. writable[i] asks for a writable buffer. */
+static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
+    if (!hold(b, objs, writable, n))
+        return 0;
     const char *f = b->views[0].format;
-    int size = (f && strcmp(f, "f") == 0) ? 4 : (f && strcmp(f, "d") == 0) ? 8 : 0;
+    int size = float_size(f);
     if (size == 0) {
         PyErr_SetString(PyExc_TypeError, "fused kernels take float32 or float64 arrays");
         release(b);
@@ -602,17 +614,10 @@ static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
     }
     static const int writable[3] = {0, 0, 1};
     Buffers b;
-    b.held = 0;
-    for (int i = 0; i < 3; i++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable[i] ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objs[i], &b.views[i], flags) != 0) {
-            release(&b);
-            return NULL;
-        }
-        b.held++;
-    }
-    const char *f = b.views[0].format ? b.views[0].format : "";
-    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    if (!hold(&b, objs, writable, 3))
+        return NULL;
+    const char *f = b.views[0].format;
+    int size = float_size(f);
     int ok = size != 0;
     for (int i = 0; i < 3 && ok; i++)
         ok = b.views[i].ndim == 2 && b.views[i].format && strcmp(b.views[i].format, f) == 0;
@@ -736,7 +741,7 @@ static PyObject *py_scale_u8(PyObject *self, PyObject *args) {
         return NULL;
     }
     const char *f = out.format ? out.format : "";
-    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    int size = float_size(f);
     int ok = size && x.format && strcmp(x.format, "B") == 0 && out.len == x.len * size;
     if (ok) {
         ScaleTask task = {x.buf, out.buf, scale};
@@ -807,7 +812,7 @@ static PyObject *py_take_scale_u8(PyObject *self, PyObject *args) {
         return NULL;
     }
     const char *f = out.format ? out.format : "", *rf = rows.format ? rows.format : "";
-    int size = strcmp(f, "f") == 0 ? 4 : strcmp(f, "d") == 0 ? 8 : 0;
+    int size = float_size(f);
     Py_ssize_t n_rows = rows.len / 8, n_x = x.ndim >= 1 ? x.shape[0] : 0;
     Py_ssize_t width = n_x ? x.len / n_x : 0;
     const char *problem = NULL;

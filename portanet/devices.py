@@ -152,20 +152,22 @@ def device_of(a) -> Device:
 
 def kernel_for(a, name):
     """The fused kernel ``name`` that a's library offers (Device.kernel), or None; for code that holds arrays,
-    not a Device (losses). The library is looked up once per array type."""
-    b = _backend_of_type.get(type(a))
-    if b is None:
-        b = _backend_of_type[type(a)] = device_of(a).backend
-    return b.kernel(name)
+    not a Device (losses)."""
+    return _backend_for(a).kernel(name)
 
 
 def namespace_of(a):
     """The namespace a's Device computes with (Device.xp): for code that holds arrays, not a Device (losses).
-    Looked up once per array type; for NumPy arrays it is faster than array_api_compat.array_namespace(a)."""
+    For NumPy arrays it is faster than array_api_compat.array_namespace(a)."""
+    return _backend_for(a).xp
+
+
+def _backend_for(a):
+    """The backend that owns a's array type, looked up once per type: every training step asks."""
     b = _backend_of_type.get(type(a))
     if b is None:
         b = _backend_of_type[type(a)] = device_of(a).backend
-    return b.xp
+    return b
 
 
 _backend_of_type: dict = {}
