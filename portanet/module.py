@@ -51,7 +51,9 @@ class Parameter:
             self.grad += g
 
     def accumulate_product(self, a, b):
-        """grad += a.T @ b, for a weight whose gradient is a product.   a: (batch, rows), b: (batch, cols).
+        """grad += a.T @ b, for a weight whose gradient is a product.   a: (batch, rows), b: (batch, cols),
+        rows * cols = the parameter's size; the product is read in row-major order into the parameter's shape
+        (a Conv2d weight (out, in, kh, kw) takes a (out, in * kh * kw) product).
 
         Inside ``fit`` an optimizer may have armed itself as this parameter's ``sink``: it then takes the
         product into its own state in one GEMM (SGD: the momentum buffer, scaled by the momentum on the way)
@@ -60,7 +62,10 @@ class Parameter:
         sink = self.sink
         if sink is not None and sink.take_product(self, a, b):
             return
-        self.accumulate(a.T @ b)
+        g = a.T @ b
+        if tuple(g.shape) != tuple(self.data.shape):
+            g = devices.namespace_of(g).reshape(g, tuple(self.data.shape))
+        self.accumulate(g)
 
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
