@@ -11,8 +11,9 @@ class Parameter:
     """A trainable array. ``data`` lives on the module's device; ``grad`` is None until a
     backward pass accumulates into it, and ``zero_grad()`` sets it back to None.
 
-    ``sink``: the optimizer that takes this parameter's gradient products straight into its own state while
-    ``fit`` runs (see ``accumulate_product``); None otherwise."""
+    ``sink``: where this parameter's gradients may be written directly (``accumulate_product``,
+    ``accumulate_sum``): the optimizer's flat gradient buffer (portanet/step/flat.py), which also takes weight
+    products into SGD's momentum buffer inside ``fit``; None for a parameter no optimizer holds."""
 
     __slots__ = ("data", "grad", "sink")
 
@@ -21,7 +22,7 @@ class Parameter:
         self.grad = None
         self.sink = None
 
-    # copies and pickles carry the array and its gradient, never the sink: that belongs to a running fit
+    # copies and pickles carry the array and its gradient, never the sink: that belongs to one optimizer
     def __getstate__(self):
         return {"data": self.data, "grad": self.grad}
 
@@ -55,17 +56,24 @@ class Parameter:
         rows * cols = the parameter's size; the product is read in row-major order into the parameter's shape
         (a Conv2d weight (out, in, kh, kw) takes a (out, in * kh * kw) product).
 
-        Inside ``fit`` an optimizer may have armed itself as this parameter's ``sink``: it then takes the
-        product into its own state in one GEMM (SGD: the momentum buffer, scaled by the momentum on the way)
-        and ``grad`` stays None, sparing a gradient array that would be written, then read back by the update.
-        Where it cannot (no such kernel, a refused array), the product lands in ``grad`` as usual."""
+        The sink may write it where it is needed in one GEMM (the flat gradient buffer; inside ``fit``, SGD's
+        momentum buffer, scaled by the momentum on the way, leaving ``grad`` None)."""
         sink = self.sink
         if sink is not None and sink.take_product(self, a, b):
             return
-        g = a.T @ b
+        xp = devices.namespace_of(a)
+        g = xp.matmul(a.T, b)
         if tuple(g.shape) != tuple(self.data.shape):
-            g = devices.namespace_of(g).reshape(g, tuple(self.data.shape))
+            g = xp.reshape(g, tuple(self.data.shape))
         self.accumulate(g)
+
+    def accumulate_sum(self, g, axis=0):
+        """grad += sum(g, axis), for a bias whose gradient sums the output gradient over the batch (and, for a
+        convolution, over positions: axis=(0, 2, 3)). The sink may sum straight into the flat gradient buffer."""
+        sink = self.sink
+        if sink is not None and sink.take_sum(self, g, axis):
+            return
+        self.accumulate(devices.namespace_of(g).sum(g, axis=axis))
 
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
@@ -248,7 +256,12 @@ class Module:
                                                               copy=True)))
         for kind, target, arr in staged:
             if kind == "param":
-                target.data, target.grad = arr, None
+                # in place, as PyTorch's copy_: the parameter keeps its storage (an optimizer's flat buffer)
+                try:
+                    target.data[...] = arr
+                except (TypeError, ValueError):       # a read-only array given by the user: replace it
+                    target.data = arr
+                target.grad = None
             else:
                 target[0].register_buffer(target[1], arr)
         return self
@@ -362,21 +375,8 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        layers = self.layers
-        fused = self._fused_pairs()
-        kernel = self._device.kernel("bias_relu") if fused else None
-        if kernel is None:
-            for layer in layers:
-                x = layer.forward(x)
-            return x
-        i = 0
-        while i < len(layers):
-            if i in fused:
-                x = layers[i].forward_relu(x, layers[i + 1], kernel)
-                i += 2
-            else:
-                x = layers[i].forward(x)
-                i += 1
+        for layer in self.layers:
+            x = layer.forward(x)
         return x
 
     def backward(self, dy, input_grad: bool = True):
@@ -384,53 +384,28 @@ class Sequential(Module):
         ``input_grad=False``: then backpropagation stops at the first layer that has parameters
         (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited."""
         layers = self.layers
-        stop = 0 if input_grad else self._first_trainable()
+        stop = 0 if input_grad else self.first_trainable()
         if stop is None:
             return None
-        fused = self._fused_pairs()
-        kernel = self._device.kernel("relu_grad_sum") if fused else None
-        i = len(layers) - 1
-        while i >= stop:
-            layer = layers[i]
-            if kernel is not None and i - 1 >= stop and i - 1 in fused:
-                # a Dense + ReLU pair: the mask and the bias gradient in one pass
-                dy = layers[i - 1].backward_relu(dy, layer, kernel, input_grad=input_grad or i - 1 > stop)
-                i -= 2
-            elif i == stop and not input_grad:
-                if getattr(layer, "can_skip_input_grad", False):
-                    return layer.backward(dy, input_grad=False)
-                layer.backward(dy)
-                return None
-            else:
-                dy = layer.backward(dy)
-                i -= 1
-        return dy if input_grad else None
+        for i in range(len(layers) - 1, stop, -1):
+            dy = layers[i].backward(dy)
+        first = layers[stop]
+        if input_grad:
+            return first.backward(dy)
+        if getattr(first, "can_skip_input_grad", False):
+            return first.backward(dy, input_grad=False)
+        first.backward(dy)
+        return None
 
-    def _fused_pairs(self) -> frozenset:
-        """Indices i where layers[i] is a Dense with a bias and layers[i + 1] a ReLU: with the backend's fused
-        kernels (backends/kernels.py) the pair runs as one step; without them, layer by layer as usual."""
-        return self._plan()[0]
-
-    def _first_trainable(self):
-        """Index of the first layer with parameters, or None."""
-        return self._plan()[1]
-
-    def _plan(self):
-        """(fused pairs, first trainable layer), worked out once per list of layers: every step asks."""
+    def first_trainable(self):
+        """Index of the first layer with parameters, or None (worked out once per list of layers: every step asks)."""
         key = tuple(map(id, self.layers))
-        if getattr(self, "_plan_key", None) != key:
-            from .layers.activations import ReLU
-            from .layers.dense import Dense
-
-            layers = self.layers
-            pairs = frozenset(i for i in range(len(layers) - 1)
-                              if type(layers[i]) is Dense and layers[i].bias is not None
-                              and type(layers[i + 1]) is ReLU)
-            first = next((i for i, layer in enumerate(layers) if next(layer.named_parameters(), None) is not None),
-                         None)
-            object.__setattr__(self, "_plan_cache", (pairs, first))
-            object.__setattr__(self, "_plan_key", key)
-        return self._plan_cache
+        if getattr(self, "_first_key", None) != key:
+            first = next((i for i, layer in enumerate(self.layers)
+                          if next(layer.named_parameters(), None) is not None), None)
+            object.__setattr__(self, "_first", first)
+            object.__setattr__(self, "_first_key", key)
+        return self._first
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)

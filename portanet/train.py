@@ -16,6 +16,7 @@ from .metrics import METRICS
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
+from .step.train_step import TrainStep
 
 _BIG = 2**62
 
@@ -166,19 +167,16 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
     end = start + epochs
     for cb in callbacks:
         cb.on_train_begin()
-    # nothing reads a gradient between this loop's backward and step: the optimizer may take weight
-    # gradients straight into its state (Optimizer.attach_sinks); param.grad of those stays None
-    optimizer.attach_sinks()
-    try:
-        _epochs(trainer, range(start, end), val_loader, metrics, fns, callbacks, keep_good)
-    finally:
-        optimizer.detach_sinks()
+    # the step as the backend runs it fastest (portanet/step/): nothing reads a gradient between its backward and
+    # its update, so on host backends SGD momentum takes weight gradients straight into its buffers
+    with TrainStep(model, loss, optimizer) as train_step:
+        _epochs(trainer, train_step, range(start, end), val_loader, metrics, fns, callbacks, keep_good)
     for cb in callbacks:
         cb.on_train_end()
     return history
 
 
-def _epochs(trainer, epochs, val_loader, metrics, fns, callbacks, keep_good):
+def _epochs(trainer, train_step, epochs, val_loader, metrics, fns, callbacks, keep_good):
     """fit's loop over ``epochs`` (a range of epoch numbers)."""
     model, loss, optimizer, train_loader = trainer.model, trainer.loss, trainer.optimizer, trainer.train_loader
     history, verbose, end = trainer.history, trainer.verbose, epochs.stop
@@ -200,16 +198,12 @@ def _epochs(trainer, epochs, val_loader, metrics, fns, callbacks, keep_good):
                 out = model(xb)                     # checks device and shapes once
                 # labels are checked on the host when the loader has them; else on this first batch only
                 loss.check(out, yb, values=not _check_targets_once(loss, train_loader, out))
-                value = loss.forward(out, yb)
+                value, out = train_step.finish(out, yb)
                 first_call = False
             else:
-                out = model.forward(xb)
-                value = loss.forward(out, yb)
+                value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
             if sums is None:
                 sums = _Sums(model.device, fns, value.dtype, _length(train_loader))
-            optimizer.zero_grad()
-            model.backward(loss.backward(), input_grad=False)
-            optimizer.step()
             sums.add(value, out, yb, xb.shape[0])
             if progress.due():
                 logs, bad = sums.read()
@@ -260,7 +254,7 @@ def _snapshot(model):
 
 def _restore(model, snapshot):
     for p, saved in zip(model.parameters(), snapshot):
-        p.data = saved
+        p.data[...] = saved               # in place: the parameter keeps its storage (the optimizer's flat buffer)
         p.grad = None
 
 

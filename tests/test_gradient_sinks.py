@@ -1,11 +1,12 @@
-"""Gradient sinks (Optimizer.attach_sinks): inside fit, SGD with momentum takes each weight gradient x.T @ dy
-straight into its momentum buffer through one GEMM. fit must train exactly as the documented loop (zero_grad,
-backward, step) does, on every backend, and leave no sink armed behind it."""
+"""Gradient sinks (portanet/step/sinks.py): inside fit (a TrainStep), SGD with momentum takes each weight gradient
+x.T @ dy straight into its momentum buffer through one GEMM. fit must train exactly as the documented loop
+(zero_grad, backward, step) does, on every backend, and leave no sink armed behind it."""
 import numpy as np
 import pytest
 
 import portanet as pn
 from portanet.backends import kernels
+from portanet.step import sinks
 
 SGD_OPTIONS = [dict(momentum=0.9), dict(momentum=0.9, weight_decay=1e-2), dict(momentum=0.5, dampening=0.3),
                dict(momentum=0.9, nesterov=True), dict()]
@@ -65,6 +66,10 @@ def _train(ctx, opts, use_fit, shared=False, epochs=3):
     return model, opt
 
 
+def _armed(opt):
+    return [fg for flat in opt._flat for fg in flat or () if fg.momentum is not None or fg.taken]
+
+
 def _sinks_used(ctx, opts):
     return (ctx.spec == "cpu" and kernels.get("gemm_tn") is not None and opts.get("momentum", 0) > 0
             and not opts.get("nesterov"))
@@ -83,8 +88,8 @@ def test_fit_trains_as_the_documented_loop_does(ctx, opts):
                       rtol=1e-5, atol=1e-6)
         took = _sinks_used(ctx, opts) and name.endswith("weight")
         assert (p.grad is None) == took, name
-        assert p.sink is None
-    assert not opt._taken and not opt._sink_groups
+        assert p.sink is opt._flat[0][0]          # the flat gradient buffer stays the sink; its momentum part is off
+    assert not _armed(opt)
 
 
 def test_a_weight_with_two_products_a_step_takes_both(ctx):
@@ -105,25 +110,26 @@ def test_sequential_refuses_a_layer_used_twice():
         pn.Sequential(pn.Sequential(pn.Dense(2, 3), inner), inner)
 
 
-def test_only_fit_arms_sinks_and_only_with_the_gemm_kernel():
-    """Outside fit a product always lands in grad; attach_sinks arms nothing without the GEMM kernel, or for an
-    optimizer that needs the gradient itself (Adam, Nesterov)."""
+def test_only_a_train_step_arms_sinks_and_only_with_the_gemm_kernel():
+    """Outside a step a product lands in grad (the flat buffer's segment); sinks.arm arms nothing without the GEMM
+    kernel, or for an optimizer that needs the gradient itself (Adam, Nesterov)."""
     p = pn.Parameter(np.zeros((3, 2), np.float32))
     a, b = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
     sgd = pn.optim.SGD([p], lr=0.1, momentum=0.9)
     p.accumulate_product(a, b)
     np.testing.assert_array_equal(p.grad, np.full((3, 2), 4.0))
-    assert pn.optim.Adam([p]).attach_sinks() == 0
-    assert pn.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True).attach_sinks() == 0
-    assert p.sink is None
+    assert p.grad is sgd._flat[0][0].grad_views[0] or kernels.get("gemm_tn") is None
+    q = pn.Parameter(np.zeros((3, 2), np.float32))
+    assert sinks.arm(pn.optim.Adam([q])) == 0
+    assert sinks.arm(pn.optim.SGD([q], lr=0.1, momentum=0.9, nesterov=True)) == 0
     kernels.set_enabled(False)
     try:
-        assert sgd.attach_sinks() == 0
+        assert sinks.arm(sgd) == 0
     finally:
         kernels.set_enabled(True)
     if kernels.get("gemm_tn") is None:
         pytest.skip(f"no GEMM kernel: {kernels.status()}")
-    assert sgd.attach_sinks() == 1 and p.sink is sgd
+    assert sinks.arm(sgd) == 1
     # no momentum buffer yet: the first step's gradient goes to grad and starts it
     p.grad = None
     p.accumulate_product(a, b)
@@ -131,7 +137,7 @@ def test_only_fit_arms_sinks_and_only_with_the_gemm_kernel():
     sgd.step()
     p.grad = None
     p.accumulate_product(a, b)
-    assert p.grad is None and p in sgd._taken
+    assert p.grad is None and p in sgd._flat[0][0].taken
     # a strided input is refused by the kernel: that product goes to grad, and step adds it as well
     p.accumulate_product(np.ones((4, 6), np.float32)[:, ::2], b)
     np.testing.assert_array_equal(p.grad, np.full((3, 2), 4.0))
@@ -139,8 +145,8 @@ def test_only_fit_arms_sinks_and_only_with_the_gemm_kernel():
     # buffer: 4 after step 1, then 0.9 * 4 + 4 + 4; w = -0.1 * 4 - 0.1 * 11.6
     np.testing.assert_allclose(sgd.state[p]["momentum_buffer"], np.full((3, 2), 11.6), rtol=1e-6)
     np.testing.assert_allclose(p.data, np.full((3, 2), -1.56), rtol=1e-6)
-    sgd.detach_sinks()
-    assert p.sink is None
+    sinks.disarm(sgd)
+    assert not _armed(sgd)
 
 
 def test_sinks_are_detached_when_fit_raises(ctx):
@@ -153,7 +159,7 @@ def test_sinks_are_detached_when_fit_raises(ctx):
     loader = pn.DataLoader(x, y, batch_size=16, device=ctx.spec, dtype=ctx.dtype_name)
     with pytest.raises(pn.NonFiniteError):
         pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=5, metrics=(), verbose=0)
-    assert all(p.sink is None for p in model.parameters())
+    assert not _armed(opt)
     xb, yb = ctx.asarray(x[:16]), ctx.asarray(y[:16])
     loss = pn.CrossEntropyLoss()
     loss.forward(model.forward(xb), yb)

@@ -11,6 +11,7 @@ import pytest
 
 import portanet as pn
 from portanet.backends import kernels
+from portanet.step.fusion import plan
 
 from test_optim import OPTIMIZERS
 
@@ -211,12 +212,28 @@ def test_status_says_what_runs():
                                                                                             "kernels not built")
 
 
+class Planned(pn.Module):
+    """A model run through its step plan (portanet/step/fusion.py), as a Module for gradcheck."""
+
+    def __init__(self, model):
+        super().__init__(model.device)
+        self.model = model
+        self.runner = plan(model)
+
+    def forward(self, x):
+        return self.runner.forward(x)
+
+    def backward(self, dy, input_grad=True):
+        return self.runner.backward(dy, input_grad=input_grad)
+
+
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("input_grad", [True, False])
 @pytest.mark.usefixtures("shares")
 def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, standard_code):
-    """Sequential runs Dense + ReLU as one step (bias add and ReLU in place; mask and bias gradient in one pass)."""
+    """The step plan runs Dense + ReLU as one step (bias add and ReLU in place; mask and bias gradient in one
+    pass); the model's own methods, with the kernels off, give the same bits."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((37, 12)).astype(dtype)
     dy = rng.standard_normal((37, 3)).astype(dtype)
@@ -225,11 +242,13 @@ def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, 
         pn.seed(5)
         model = pn.Sequential(pn.Dense(12, 16, dtype=dtype), pn.ReLU(), pn.Dense(16, 8, dtype=dtype), pn.ReLU(),
                               pn.Dense(8, 3, dtype=dtype))
-        out = model(x)
-        dx = model.backward(dy, input_grad=input_grad)
+        runner = plan(model)
+        out = runner.forward(x)
+        dx = runner.backward(dy, input_grad=input_grad)
         return [out] + ([dx] if input_grad else []) + [p.grad for p in model.parameters()]
 
-    assert pn.Sequential(pn.Dense(2, 2), pn.ReLU())._fused_pairs() == {0}
+    assert [type(s).__name__ for s in plan(pn.Sequential(pn.Dense(2, 2), pn.ReLU(), pn.Dense(2, 2))).steps] == \
+        ["_DenseReLU", "_Dense"]
     fused, standard = run(), standard_code(run)
     for a, b in zip(fused, standard):
         np.testing.assert_array_equal(a, b)
@@ -240,8 +259,9 @@ def test_fused_dense_relu_pairs_give_the_standard_codes_bits(dtype, input_grad, 
 @pytest.mark.parametrize("layout", ["C", "F"])
 @pytest.mark.usefixtures("shares")
 def test_dense_bias_add_and_gradient_give_the_standard_codes_bits(dtype, layout, standard_code):
-    """A Dense with no ReLU after it adds its bias and sums its bias gradient through kernels (the same bits); a
-    Fortran-ordered dy is refused by the kernel and summed by the standard code."""
+    """A Dense with no ReLU after it adds its bias through a kernel in the plan, and the optimizer's flat buffer
+    sums its bias gradient through one (the same bits); a Fortran-ordered dy is refused by the kernel and summed
+    by the standard code."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((29, 6)).astype(dtype)
     dy = np.asarray(rng.standard_normal((29, 4)).astype(dtype), order=layout)
@@ -250,9 +270,12 @@ def test_dense_bias_add_and_gradient_give_the_standard_codes_bits(dtype, layout,
 
     def run():
         pn.seed(2)
-        layer = pn.Dense(6, 4, dtype=dtype)
-        out = layer(x)
-        return [out, layer.backward(dy), layer.weight.grad, layer.bias.grad]
+        model = pn.Sequential(pn.Dense(6, 4, dtype=dtype))
+        pn.optim.SGD(model.parameters(), lr=0.1)               # flattens: the bias gradient lands in its buffer
+        runner = plan(model)
+        out = runner.forward(x)
+        layer = model[0]
+        return [out, runner.backward(dy), layer.weight.grad, layer.bias.grad]
 
     fused, standard = run(), standard_code(run)
     assert not np.signbit(fused[3][1]) and np.isnan(fused[3][2])
@@ -262,8 +285,9 @@ def test_dense_bias_add_and_gradient_give_the_standard_codes_bits(dtype, layout,
 
 
 def test_pairs_that_are_not_dense_relu_run_layer_by_layer():
-    assert pn.Sequential(pn.Dense(2, 2, bias=False), pn.ReLU(), pn.Dense(2, 2), pn.Sigmoid(),
-                         pn.Dense(2, 2), pn.LeakyReLU())._fused_pairs() == frozenset()
+    steps = plan(pn.Sequential(pn.Dense(2, 2, bias=False), pn.ReLU(), pn.Dense(2, 2), pn.Sigmoid(),
+                               pn.Dense(2, 2), pn.LeakyReLU())).steps if kernels.built() else []
+    assert not any(type(s).__name__ == "_DenseReLU" for s in steps)
 
 
 @needs_kernels
@@ -277,8 +301,9 @@ def test_a_pair_the_kernel_refuses_runs_layer_by_layer(standard_code):
         pn.seed(1)
         model = pn.Sequential(pn.Dense(5, 3), pn.ReLU())
         model[0].bias.data = np.linspace(-1, 1, 3)                 # float64 bias in a float32 model
-        out = model(x)
-        return [out, model.backward(dy)] + [p.grad for p in model.parameters()]
+        runner = plan(model)
+        out = runner.forward(x)
+        return [out, runner.backward(dy)] + [p.grad for p in model.parameters()]
 
     for a, b in zip(run(), standard_code(run)):
         np.testing.assert_array_equal(a, b)
@@ -290,10 +315,12 @@ def test_fused_pairs_pass_gradcheck():
     pn.seed(3)
     model = pn.Sequential(pn.Dense(6, 5, dtype="float64"), pn.ReLU(), pn.Dense(5, 4, dtype="float64"), pn.ReLU(),
                           pn.Dense(4, 2, dtype="float64"))
-    assert model._fused_pairs() == {0, 2}
+    planned = Planned(model)
+    assert [type(s).__name__ for s in planned.runner.steps] == ["_DenseReLU", "_DenseReLU", "_Dense"]
     x = np.random.default_rng(0).standard_normal((7, 6))
-    errors = pn.gradcheck(model, x, tol=1e-6)
-    assert set(errors) == {"input", "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"}
+    errors = pn.gradcheck(planned, x, tol=1e-6)
+    assert set(errors) == {"input", "model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias",
+                           "model.4.weight", "model.4.bias"}
     assert max(errors.values()) < 1e-7
 
 

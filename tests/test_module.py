@@ -130,13 +130,6 @@ def test_backward_without_input_grad_stops_at_the_first_trainable_layer():
         return original(dy, input_grad=input_grad)
 
     dense.backward = spy
-    original_pair = dense.backward_relu      # the Dense + ReLU pair runs as one step where fused kernels exist
-
-    def spy_pair(dy, relu, kernel, input_grad=True):
-        calls.append(input_grad)
-        return original_pair(dy, relu, kernel, input_grad=input_grad)
-
-    dense.backward_relu = spy_pair
     flatten = pn.Flatten()
     flatten_backward = flatten.backward
     flatten.backward = lambda dy: calls.append("flatten") or flatten_backward(dy)

@@ -50,10 +50,14 @@ def test_optimizer_matches_torch_over_20_steps(name, opts, ctx):
 
 
 def test_updates_happen_in_place(ctx):
+    """Building the optimizer moves a parameter's storage into its flat buffer (values kept); from then on every
+    update writes into that storage."""
     p = pn.Parameter(ctx.randn(3, 2))
-    before = p.data
     opt = pn.optim.Adam([p], lr=0.1)
+    before = p.data
+    np.testing.assert_array_equal(ctx.host(before), ctx.host(ctx.randn(3, 2)))
     p.grad = ctx.randn(3, 2, seed=1)
+    opt.step()
     opt.step()
     assert p.data is before
     assert not np.allclose(ctx.host(p.data), ctx.host(ctx.randn(3, 2)))
@@ -131,5 +135,5 @@ def test_optimizer_rejects_bad_options():
         pn.optim.SGD(p, lr=0.1, momentun=0.9)
     with pytest.raises(ValueError, match="lr must be a non-negative"):
         pn.optim.Adam(p, lr=-1)
-    with pytest.raises(pn.NotFittedError, match="no gradients"):
+    with pytest.raises(pn.NotFittedError, match="no gradient on any of its 1 parameters"):
         pn.optim.SGD(p, lr=0.1).step()

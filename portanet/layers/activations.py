@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 from .. import _special
-from ..backends.kernels import REFUSALS
 from ..module import Module, Parameter, check_float
 
 
@@ -67,14 +66,6 @@ class ReLU(Activation):
         return y
 
     def _grad(self, dy, y):
-        fused = self._device.kernel("relu_grad")
-        if fused is not None:
-            dx = self.xp.empty_like(y)
-            try:   # one pass instead of three (backends/kernels.py), the same bits
-                fused(dy, y, dx)
-                return dx
-            except REFUSALS:
-                pass
         # multiplying by the 0/1 mask is ~3.5x faster than where(y > 0, dy, 0.0) on NumPy, and standard
         return dy * self.xp.astype(y > 0, dy.dtype)
 

@@ -36,7 +36,7 @@ class Maxout(Module):
             check_features(self, x, self.in_features)
         if x.dtype != w.dtype:
             check_float(self, x, w.dtype)
-        z = x @ w
+        z = xp.matmul(x, w)
         if self.bias is not None:
             z += self.bias.data
         z = xp.reshape(z, (x.shape[0], self.out_features, self.pieces))
@@ -53,8 +53,8 @@ class Maxout(Module):
         dz = xp.reshape(routed, (x.shape[0], self.out_features * self.pieces))
         self.weight.accumulate_product(x, dz)
         if self.bias is not None:
-            self.bias.accumulate(xp.sum(dz, axis=0))
-        return dz @ self.weight.data.T if input_grad else None
+            self.bias.accumulate_sum(dz, axis=0)
+        return xp.matmul(dz, self.weight.data.T) if input_grad else None
 
     def extra_repr(self):
         return f"{self.in_features} -> {self.out_features}, pieces={self.pieces}"

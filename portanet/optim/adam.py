@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-from ..backends.kernels import REFUSALS
 from .optimizer import Optimizer
 
 
@@ -27,8 +26,6 @@ class Adam(Optimizer):
     def _update(self, p, g, state, group):
         xp = self.xp
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if self._fused is not None and state and self._fused_update(p, g, state, group):
-            return
         if wd:
             if self._decoupled:
                 p.data *= 1.0 - lr * wd
@@ -49,7 +46,8 @@ class Adam(Optimizer):
         g2 *= 1.0 - b2                       # in place: one temporary instead of two
         v += g2
         if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], v)
+            vmax = state["max_exp_avg_sq"]
+            vmax[...] = xp.maximum(vmax, v)
             v = vmax
         # PyTorch's denom = sqrt(v) / sqrt(1 - b2^t) + eps, built in place; then p -= lr / (1 - b1^t) * m / denom
         update = xp.sqrt(v)
@@ -58,20 +56,6 @@ class Adam(Optimizer):
         update = m / update
         update *= lr / (1.0 - b1 ** t)
         p.data -= update
-
-    def _fused_update(self, p, g, state, group):
-        """The update above in one pass (the same arithmetic, bit for bit); False when the kernel refuses."""
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        t = state["step"] + 1
-        mode = 0 if not wd else 2 if self._decoupled else 1
-        try:
-            self._fused(p.data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), b1, b2,
-                        1.0 / math.sqrt(1.0 - b2 ** t), eps, lr / (1.0 - b1 ** t),
-                        1.0 - lr * wd if mode == 2 else wd, mode)
-        except REFUSALS:
-            return False
-        state["step"] = t
-        return True
 
 
 class AdamW(Adam):

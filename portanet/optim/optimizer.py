@@ -1,4 +1,4 @@
-"""The Optimizer base: parameter groups, per-parameter state, state dicts, option checks."""
+"""The Optimizer base: parameter groups, per-parameter state, flat buffers, state dicts, option checks."""
 from __future__ import annotations
 
 import difflib
@@ -6,6 +6,8 @@ import difflib
 from .. import devices
 from ..errors import CheckpointError, DeviceMismatchError, NotFittedError
 from ..module import Parameter
+from ..step.flat import FlatGroup, views_write_through
+from ..step.updates import fused_for
 
 
 class Optimizer:
@@ -13,7 +15,12 @@ class Optimizer:
 
     params: an iterable of Parameters, or of dicts {"params": [...], "lr": ...} (parameter groups
     with their own options, as in PyTorch). ``step()`` applies one update; ``zero_grad()`` clears
-    gradients; ``lr`` reads or sets the learning rate of every group.
+    gradients; ``lr`` reads or sets the learning rate of every group; ``add_param_group`` adds a group.
+
+    Building an optimizer flattens its parameters (portanet/step/flat.py): each group's parameters of one dtype
+    become views into one contiguous buffer, their gradients and the optimizer's state likewise, so ``step()``
+    updates the whole group in one pass. ``p.data`` keeps its shape and values; only its storage moves. Subclasses
+    write ``_update(p, g, state, group)`` for one parameter, elementwise: it runs on the flat arrays as well.
     """
 
     def __init__(self, params, defaults: dict, unknown: dict):
@@ -31,32 +38,60 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups = []
-        for g in groups:
-            g = dict(g)
-            ps = list(g.pop("params"))
-            for p in ps:
-                if not isinstance(p, Parameter):
-                    raise TypeError(f"{name} optimizes portanet Parameters; got {type(p).__name__}: "
-                                    "pass model.parameters()")
-            extra = {k: v for k, v in g.items() if k not in defaults}
-            if extra:
-                raise TypeError(f"{name} parameter group has unknown option '{next(iter(extra))}'; "
-                                f"options are {', '.join(defaults)}")
-            opts = {**defaults, **g}
-            self._check_options(opts)
-            self.param_groups.append({"params": ps, **opts})
         self.state: dict = {}
         self._schedulers: list = []
-        self._sink_groups: dict = {}     # armed parameter -> its group (fit only; see attach_sinks)
-        self._taken: set = set()         # parameters whose gradient this step went into the state
-        self.device = devices.device_of(self.param_groups[0]["params"][0].data)
-        self.xp = self.device.xp
-        for group in self.param_groups:
-            for p in group["params"]:
-                if not self.device.holds(p.data):
-                    raise DeviceMismatchError(f"{name} got parameters on different devices ({self.device} and "
-                                              f"{devices.describe(p.data)}): move the model to one device with "
-                                              "model.to(device) before creating the optimizer")
+        self._flat: list = []            # per group: its FlatGroups (one per dtype), or None where not flattened
+        self.device = None
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict):
+        """Add a group {"params": [...], option: value, ...} (PyTorch's add_param_group); its parameters are
+        flattened like the others'. The way to give the optimizer a parameter created after it."""
+        name = type(self).__name__
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{name}.add_param_group takes a dict with a 'params' list, got {type(group).__name__}")
+        g = dict(group)
+        ps = g.pop("params")
+        ps = [ps] if isinstance(ps, Parameter) else list(ps)
+        for p in ps:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{name} optimizes portanet Parameters; got {type(p).__name__}: "
+                                "pass model.parameters()")
+        if not ps:
+            raise ValueError(f"{name} got a parameter group without parameters")
+        extra = {k: v for k, v in g.items() if k not in self.defaults}
+        if extra:
+            raise TypeError(f"{name} parameter group has unknown option '{next(iter(extra))}'; "
+                            f"options are {', '.join(self.defaults)}")
+        held = {id(p) for p in self.parameters()}
+        seen = set()
+        for p in ps:
+            if id(p) in held or id(p) in seen:
+                raise ValueError(f"{name} got the parameter {p!r} twice (in one group or in two): each parameter "
+                                 "belongs to one group; pass each once")
+            seen.add(id(p))
+        opts = {**self.defaults, **g}
+        self._check_options(opts)
+        if self.device is None:
+            self.device = devices.device_of(ps[0].data)
+            self.xp = self.device.xp
+        for p in ps:
+            if not self.device.holds(p.data):
+                raise DeviceMismatchError(f"{name} got parameters on different devices ({self.device} and "
+                                          f"{devices.describe(p.data)}): move the model to one device with "
+                                          "model.to(device) before creating the optimizer")
+        self.param_groups.append({"params": ps, **opts})
+        self._flat.append(self._flatten(ps, len(self.param_groups) - 1))
+
+    def _flatten(self, ps, index):
+        if not views_write_through(self.device):
+            return None
+        by_dtype: dict = {}
+        for p in ps:
+            if p.size:
+                by_dtype.setdefault(self.device.dtype_name(p.data.dtype), []).append(p)
+        return [FlatGroup(members, self.device, f"group {index} {dt}") for dt, members in by_dtype.items()]
 
     # -- options ---------------------------------------------------------------------------
     def _check_options(self, opts):
@@ -86,6 +121,13 @@ class Optimizer:
     def parameters(self):
         return [p for g in self.param_groups for p in g["params"]]
 
+    def describe(self, p) -> str:
+        """'parameter 3 (shape (256,))': how messages name a parameter (the optimizer does not know its model)."""
+        for i, q in enumerate(self.parameters()):
+            if q is p:
+                return f"parameter {i} (shape {p.shape})"
+        return f"a parameter of shape {p.shape}"
+
     # -- stepping --------------------------------------------------------------------------
     def zero_grad(self):
         for g in self.param_groups:
@@ -95,75 +137,61 @@ class Optimizer:
     kernel_name = None      # a fused update the backend may offer (Device.kernel); the standard code is the default
 
     def step(self):
-        self._fused = self.device.kernel(self.kernel_name) if self.kernel_name else None
+        """One update of every parameter that has a gradient (PyTorch's semantics: one without is left alone)."""
+        self._fused = fused_for(self, getattr(self, "_fused", None))
         found = False
-        taken = self._taken
-        for group in self.param_groups:
-            for p in group["params"]:
-                if taken and p in taken:
-                    found = True
-                    self._apply_taken(p, self.state[p], group)
-                    continue
-                if p.grad is None:
-                    continue
-                found = True
-                st = self.state.get(p)
-                if st is None:
-                    st = self.state[p] = {}
-                self._update(p, p.grad, st, group)
-        taken.clear()
+        for group, flat in zip(self.param_groups, self._flat):
+            if flat is None:
+                found = self._step_each(group) or found
+                continue
+            held = 0
+            for fg in flat:
+                found = fg.step(self, group) or found
+                held += len(fg.params)
+            if held != len(group["params"]):
+                self._refuse_unheld(group, flat)
         if not found:
-            raise NotFittedError(f"{type(self).__name__}.step() found no gradients: compute them first "
-                                 "(model.backward(loss.backward())), and call zero_grad() before, not after, backward")
+            self._no_gradients()
+
+    def _step_each(self, group) -> bool:
+        found = False
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            found = True
+            st = self.state.get(p)
+            if st is None:
+                st = self.state[p] = {}
+            self._apply(p, p.grad, st, group)
+        return found
+
+    def _refuse_unheld(self, group, flat):
+        held = {id(p) for fg in flat for p in fg.params}
+        for p in group["params"]:
+            if id(p) not in held and p.size:
+                raise ValueError(f"{self.describe(p)} was added to {type(self).__name__}'s param_groups after the "
+                                 "optimizer was built, so its flat buffers do not hold it: add it with "
+                                 "optimizer.add_param_group({'params': [p]}), or create the optimizer after the model "
+                                 "is complete")
+
+    def _no_gradients(self):
+        name = type(self).__name__
+        ps = self.parameters()
+        raise NotFittedError(
+            f"{name}.step() found no gradient on any of its {len(ps)} parameters: none of them received one in the "
+            "last backward. Run model.backward(loss_fn.backward()) between zero_grad() and step(); if you did, this "
+            f"optimizer may belong to another model (built as {name}(other_model.parameters()), or before the model "
+            "was replaced): build it from the model you train")
+
+    def _apply(self, p, g, state, group):
+        """One update: the backend's one-pass kernel where it has one (step/updates.py), else ``_update``."""
+        fused = self._fused
+        if fused is None or not fused(p, g, state, group):
+            self._update(p, g, state, group)
 
     def _update(self, p, g, state, group):
-        raise NotImplementedError
-
-    # -- gradient sinks ----------------------------------------------------------------------
-    # A weight gradient is a product a.T @ b (Dense: x.T @ dy). Where the update only needs it added into a
-    # state buffer (SGD's momentum), one GEMM can write it there directly, scaled by the momentum on the way:
-    # no gradient array written and read back, no zero-fill of it by the BLAS. That bypasses param.grad, so
-    # only fit arms it: between its backward and its step nothing reads a gradient. A loop of your own
-    # (zero_grad, backward, clip, step) never sees a sink.
-
-    def _sink_ready(self, group) -> bool:
-        """Whether this group's update can take gradient products into its state (subclasses say)."""
-        return False
-
-    def attach_sinks(self) -> int:
-        """Arm this optimizer as the gradient sink of the parameters it can take products for, where the
-        backend has the GEMM kernel for it. Returns how many; ``detach_sinks()`` undoes it (fit does both)."""
-        self.detach_sinks()
-        gemm = self.device.kernel("gemm_tn")
-        if gemm is None:
-            return 0
-        self._gemm = gemm
-        for group in self.param_groups:
-            if self._sink_ready(group):
-                for p in group["params"]:
-                    p.sink = self       # any other sink is stale: a sink takes nothing once its fit has ended
-                    self._sink_groups[p] = group
-        return len(self._sink_groups)
-
-    def detach_sinks(self):
-        """Give every armed parameter its plain ``grad`` back. A step interrupted between backward and step
-        (an exception, Ctrl-C) leaves its gradient in the buffers it reached, as one extra momentum term."""
-        for p in self._sink_groups:
-            if p.sink is self:
-                p.sink = None
-        self._sink_groups = {}
-        self._taken.clear()
-
-    def take_product(self, p, a, b) -> bool:
-        """Take p's gradient a.T @ b into this optimizer's state; False leaves it to ``p.grad``.
-        a: (batch, rows), b: (batch, cols), p: (rows, cols)."""
-        group = self._sink_groups.get(p)
-        return group is not None and self._take(p, a, b, group)
-
-    def _take(self, p, a, b, group) -> bool:
-        return False
-
-    def _apply_taken(self, p, state, group):
+        """The update of one parameter p (its ``data``) from its gradient g, in place, with ``state`` its slots:
+        the optimizer's textbook definition. Elementwise, so it also runs on a whole flat group at once."""
         raise NotImplementedError
 
     # -- state -----------------------------------------------------------------------------
@@ -172,8 +200,9 @@ class Optimizer:
         index = {p: i for i, p in enumerate(self.parameters())}
         state = {}
         for p, slots in self.state.items():
-            state[index[p]] = {k: (self.device.to_host(v).copy() if hasattr(v, "shape") else v)
-                               for k, v in slots.items()}
+            if p in index:
+                state[index[p]] = {k: (self.device.to_host(v).copy() if hasattr(v, "shape") else v)
+                                   for k, v in slots.items()}
         groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"}
                   for g in self.param_groups]
         return {"type": type(self).__name__, "groups": groups, "state": state,
@@ -209,6 +238,9 @@ class Optimizer:
             for k, v in saved.items():
                 g[k] = tuple(v) if isinstance(g.get(k), tuple) else v
         self.state = staged
+        for flat in self._flat:
+            for fg in flat or ():
+                fg.adopt(self)
         for sched, ssd in zip(self._schedulers, sd.get("schedulers", [])):
             sched.load_state_dict(ssd)
         return self

@@ -1,0 +1,267 @@
+"""Flat parameter buffers: an optimizer group's parameters of one dtype as views into one contiguous array.
+
+    data   (total,)  every parameter's values, back to back; ``p.data`` is a view of its segment, in p's shape
+    grad   (total,)  likewise for gradients: ``p.grad`` is None after zero_grad, and its segment's view once a
+                     gradient has arrived (weight products and bias sums are written there directly)
+    state  {slot: (total,) array, scalar: value}  the optimizer's state for the whole group; each parameter's
+                     ``optimizer.state[p]`` holds views of the same slots, so state_dict and checkpoints are unchanged
+
+With every gradient present and the per-parameter states in step (the usual case), the optimizer's textbook
+``_update(p, g, state, group)`` runs once on the flat arrays: one launch per operation for the whole group on a GPU,
+one call of the fused C kernel on NumPy. Otherwise (a parameter without a gradient this step, states that differ
+after a partial step or a load) it runs parameter by parameter on the views, exactly as before flattening.
+
+A parameter whose ``data`` was rebound (``p.data = ...``) is copied back into its segment at the next step when it
+keeps its shape, dtype and device; a move to another device or dtype is refused, naming the parameter and the fix.
+Flattening relies on slices and reshapes being views that write through, which NumPy, CuPy, PyTorch and
+array-api-strict all give; a backend where a probe finds otherwise keeps its parameters as they are.
+"""
+from __future__ import annotations
+
+from ..backends.kernels import REFUSALS
+from ..errors import DeviceMismatchError
+
+
+class _Whole:
+    """What ``_update`` sees as its parameter in the flat case: the group's whole buffer as ``data``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+_VIEWS_WRITE_THROUGH: dict = {}
+
+
+def views_write_through(device) -> bool:
+    """Whether a reshaped slice of a 1-D array on ``device`` is a view that writes into it (probed once per
+    backend). The Array API leaves view semantics to the library; portanet's backends all have them."""
+    name = device.backend.name
+    known = _VIEWS_WRITE_THROUGH.get(name)
+    if known is None:
+        xp = device.xp
+        base = xp.zeros((6,), dtype=device.dtype("float32"), device=device.native)
+        view = xp.reshape(base[1:5], (2, 2))
+        view += 1.0
+        view[...] = view * 3.0
+        host = device.to_host(base)
+        known = _VIEWS_WRITE_THROUGH[name] = [float(v) for v in host] == [0.0, 3.0, 3.0, 3.0, 3.0, 0.0]
+    return known
+
+
+class FlatGroup:
+    """One parameter group's parameters of one dtype, flattened. Built by the optimizer (Optimizer.__init__ and
+    add_param_group), which rebinds each ``p.data`` to its view and becomes each parameter's gradient sink
+    (``Parameter.sink``): weight products and bias sums land in the flat gradient without a copy."""
+
+    def __init__(self, params, device, name):
+        xp = self.xp = device.xp
+        self.device, self.name = device, name
+        self.params = list(params)
+        self.index = {p: i for i, p in enumerate(self.params)}
+        self.spans, n = [], 0
+        for p in self.params:
+            self.spans.append((n, n + p.size))
+            n += p.size
+        self.size = n
+        dtype, nat = self.params[0].data.dtype, device.native
+        self.data = xp.empty((n,), dtype=dtype, device=nat)
+        self.grad = xp.zeros((n,), dtype=dtype, device=nat)
+        self.data_views, self.grad_views = [], []
+        for p, (lo, hi) in zip(self.params, self.spans):
+            self.data[lo:hi] = xp.reshape(p.data, (-1,))
+            view = xp.reshape(self.data[lo:hi], p.shape)
+            p.data = view
+            self.data_views.append(view)
+            self.grad_views.append(xp.reshape(self.grad[lo:hi], p.shape))
+            if p.grad is not None and tuple(p.grad.shape) == p.shape:
+                self.grad_views[-1][...] = p.grad
+                p.grad = self.grad_views[-1]
+            p.sink = self
+        self.whole = _Whole(self.data)
+        self.state: dict = {}           # the optimizer's state for the whole group (flat slots and scalars)
+        self.slot_views: dict = {}      # slot -> [view per parameter]
+        self.ready = True               # per-parameter states agree with self.state (so the flat update may run)
+        self.momentum = None            # armed by step/sinks.py inside fit: takes weight products into the buffer
+        self.taken: set = set()         # parameters whose gradient went into the momentum buffer this step
+        self._shapes: dict = {}         # (index, rows, cols) -> 2-D view of a gradient segment, for the GEMM
+        self._slot_arrays: dict = {}    # slot -> the flat array its views were made from
+
+    # -- gradient sinks (Parameter.accumulate_product / accumulate_sum) ----------------------------------------------
+    def take_product(self, p, a, b) -> bool:
+        """p.grad += a.T @ b written straight into p's segment by the backend's GEMM (beta = 0 for the first
+        contribution: no zero-fill, no temporary). False leaves it to the textbook code."""
+        i = self.index.get(p)
+        if i is None:
+            return False
+        if self.momentum is not None and self.momentum(self, i, p, a, b):
+            return True
+        g, view = p.grad, self.grad_views[i]
+        if g is not None and g is not view:
+            return False
+        gemm = self.device.kernel("gemm_tn")
+        if gemm is None:
+            return False
+        try:
+            gemm(a, b, self.grad_2d(i, a.shape[1], b.shape[1]), 1.0, 0.0 if g is None else 1.0)
+        except REFUSALS:
+            return False
+        p.grad = view
+        return True
+
+    def take_sum(self, p, g, axis) -> bool:
+        """p.grad = sum(g, axis=0) for g (batch, features), written into p's segment by the backend's kernel."""
+        if p.grad is not None or axis != 0 or g.ndim != 2:
+            return False
+        i = self.index.get(p)
+        kernel = self.device.kernel("bias_grad")
+        if i is None or kernel is None:
+            return False
+        view = self.grad_views[i]
+        try:
+            kernel(g, view)
+        except REFUSALS:
+            return False
+        p.grad = view
+        return True
+
+    def grad_2d(self, i, rows, cols):
+        """Segment i of the gradient as a (rows, cols) view (cached: every step asks)."""
+        key = (i, rows, cols)
+        view = self._shapes.get(key)
+        if view is None:
+            lo, hi = self.spans[i]
+            if rows * cols != hi - lo:
+                raise ValueError(f"a ({rows}, {cols}) product does not fit a parameter of {hi - lo} elements")
+            view = self._shapes[key] = self.xp.reshape(self.grad[lo:hi], (rows, cols))
+        return view
+
+    def slot_2d(self, slot, i, rows, cols):
+        """Segment i of a state slot as a (rows, cols) view (the momentum sink's GEMM target)."""
+        key = (slot, i, rows, cols)
+        view = self._shapes.get(key)
+        if view is None:
+            lo, hi = self.spans[i]
+            if rows * cols != hi - lo:
+                raise ValueError(f"a ({rows}, {cols}) product does not fit a parameter of {hi - lo} elements")
+            view = self._shapes[key] = self.xp.reshape(self.state[slot][lo:hi], (rows, cols))
+        return view
+
+    # -- the update --------------------------------------------------------------------------------------------------
+    def step(self, optimizer, group) -> bool:
+        """Apply ``optimizer``'s update to this group's parameters. Returns whether any had a gradient."""
+        self._hold_data(optimizer)
+        complete, found = True, False
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                complete = False
+                continue
+            found = True
+            view = self.grad_views[i]
+            if g is not view:           # a gradient that arrived the textbook way (or was set by hand)
+                if tuple(g.shape) != p.shape:
+                    raise ValueError(f"{optimizer.describe(p)} has a gradient of shape {tuple(g.shape)}: it must "
+                                     f"have the parameter's shape {p.shape}")
+                view[...] = g
+                p.grad = view
+        if self.taken:
+            from .sinks import apply_taken        # armed only inside fit, by sinks.py itself
+
+            apply_taken(self, optimizer, group)
+            return True
+        if not found:
+            return False
+        if complete and self.ready:
+            optimizer._apply(self.whole, self.grad, self.state, group)
+            if self.whole.data is not self.data:       # an update that rebinds instead of updating in place
+                self.data[...] = self.whole.data
+                self.whole.data = self.data
+            self._spread(optimizer)
+        else:
+            for p in self.params:
+                if p.grad is not None:
+                    state = optimizer.state.get(p)
+                    if state is None:
+                        state = optimizer.state[p] = {}
+                    optimizer._apply(p, p.grad, state, group)
+            self.adopt(optimizer)
+        return True
+
+    def _hold_data(self, optimizer):
+        """Every parameter's data is still its view; one rebound since (load by hand, p.data = ...) is copied back."""
+        for i, p in enumerate(self.params):
+            data = p.data
+            if data is self.data_views[i]:
+                continue
+            view = self.data_views[i]
+            if not self.device.holds(data) or data.dtype != view.dtype or tuple(data.shape) != p.shape:
+                raise DeviceMismatchError(
+                    f"{optimizer.describe(p)} is now {_dtype_name(data)} {tuple(data.shape)} on "
+                    f"{_where(data)}, but {type(optimizer).__name__} was built for {self.device.dtype_name(view.dtype)} "
+                    f"{p.shape} on {self.device}: create the optimizer after model.to(...)")
+            view[...] = data
+            p.data = view
+            p.sink = self
+
+    def _spread(self, optimizer):
+        """After a flat update: each parameter's state holds views of the flat slots and the scalars."""
+        state = self.state
+        for key, value in state.items():
+            if hasattr(value, "shape") and self._slot_arrays.get(key) is not value:
+                self._views_of(key, value)      # a new slot (first step), or one the update rebound
+        for i, p in enumerate(self.params):
+            mine = optimizer.state.get(p)
+            if mine is None:
+                mine = optimizer.state[p] = {}
+            for key, value in state.items():
+                views = self.slot_views.get(key)
+                mine[key] = value if views is None else views[i]
+
+    def _views_of(self, key, flat):
+        xp = self.xp
+        self._slot_arrays[key] = flat
+        self._shapes = {k: v for k, v in self._shapes.items() if k[0] != key}
+        self.slot_views[key] = [xp.reshape(flat[lo:hi], p.shape) for p, (lo, hi) in zip(self.params, self.spans)]
+
+    def adopt(self, optimizer):
+        """Bring per-parameter state (after a step parameter by parameter, or optimizer.load_state_dict) into the
+        flat slots, and decide whether the next update can run flat."""
+        xp = self.xp
+        keys, scalars = None, {}
+        consistent = True
+        for i, p in enumerate(self.params):
+            mine = optimizer.state.get(p, {})
+            for key, value in list(mine.items()):
+                if hasattr(value, "shape") and tuple(value.shape) == p.shape:
+                    if key not in self.slot_views:
+                        flat = xp.zeros((self.size,), dtype=self.data.dtype, device=self.device.native)
+                        self.state[key] = flat
+                        self._views_of(key, flat)
+                    view = self.slot_views[key][i]
+                    if value is not view:
+                        view[...] = value
+                        mine[key] = view
+                elif hasattr(value, "shape"):
+                    consistent = False              # an array slot the flat layout cannot hold
+                elif scalars.setdefault(key, value) != value:
+                    consistent = False
+            these = frozenset(mine)
+            if keys is None:
+                keys = these
+            elif these != keys:
+                consistent = False
+        if consistent:
+            self.state = {k: (self.state[k] if k in self.slot_views else scalars[k]) for k in (keys or ())}
+        self.ready = consistent
+
+
+def _dtype_name(a) -> str:
+    return str(a.dtype).rsplit(".", 1)[-1]
+
+
+def _where(a) -> str:
+    from ..devices import describe
+
+    return describe(a).split(" on ")[-1]
