@@ -67,9 +67,9 @@ class NumpyHostGenerator(Generator):
 
     backend_name = "numpy"
 
-    def __init__(self, seed, place=lambda a: a):
+    def __init__(self, seed, place=None):
         self._gen = np.random.Generator(np.random.PCG64(seed))
-        self._place = place
+        self._place = place or _on_host       # picklable (a model with Dropout pickles and deep-copies)
 
     def normal(self, shape, dtype, mean=0.0, std=1.0):
         a = self._gen.standard_normal(shape, dtype=_host_float(dtype))
@@ -98,6 +98,10 @@ class NumpyHostGenerator(Generator):
 
     def set_state(self, state):
         self._gen.bit_generator.state = decode_state(state)
+
+
+def _on_host(a):
+    return a
 
 
 def _host_float(dtype):

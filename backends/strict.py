@@ -67,8 +67,17 @@ class StrictBackend(Backend):
         return np.asarray(a)
 
     def rng(self, seed, native):
-        xp = self.xp
-        return NumpyHostGenerator(seed, place=lambda h: xp.asarray(h, device=native))
+        return NumpyHostGenerator(seed, place=_Upload(native))
+
+
+class _Upload:
+    """Puts a host draw on a strict device (a class, not a lambda, so generators pickle)."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def __call__(self, host):
+        return BACKEND.xp.asarray(host, device=self.native)
 
 
 def _device_name(d) -> str:

@@ -20,6 +20,17 @@ class TorchGenerator(Generator):
         self._gen = torch.Generator(device=native)
         self._gen.manual_seed(int(seed) % (2**63))
 
+    # pickles and deep copies (a model with Dropout) carry the device and the stream's position
+    def __getstate__(self):
+        return {"device": str(self._device), "state": self.get_state()}
+
+    def __setstate__(self, saved):
+        import torch
+
+        self._torch, self._device = torch, torch.device(saved["device"])
+        self._gen = torch.Generator(device=self._device)
+        self.set_state(saved["state"])
+
     def normal(self, shape, dtype, mean=0.0, std=1.0):
         a = self._torch.randn(shape, generator=self._gen, dtype=dtype, device=self._device)
         if std != 1.0:
