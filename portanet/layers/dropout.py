@@ -27,8 +27,15 @@ class Dropout(Module):
         return self._gen
 
     def _moved(self):
+        # The seed stays: a model built on one device and moved draws the masks it would draw there. A generator
+        # already in use continues its stream where the two devices share a generator (NumPy and array-api-strict
+        # both run PCG64 on the host); elsewhere the new device's generator starts from the seed again.
+        old = self._gen
         self._gen = None
-        self.seed = _random.next_seed()
+        if old is not None:
+            new = self.generator
+            if new.backend_name == old.backend_name == "numpy":     # NumPy's and strict's: backends/base.py
+                new.set_state(old.get_state())
 
     def forward(self, x):
         if not self.training or self.p == 0.0:

@@ -87,6 +87,12 @@ class FlatGroup:
         self.taken: set = set()         # parameters whose gradient went into the momentum buffer this step
         self._shapes: dict = {}         # (index, rows, cols) -> 2-D view of a gradient segment, for the GEMM
         self._slot_arrays: dict = {}    # slot -> the flat array its views were made from
+        self.refresh_kernels()
+
+    def refresh_kernels(self):
+        """Look up the backend's kernels (once per step: the next backward uses them; they can be turned off)."""
+        kernel = self.device.kernel
+        self.gemm, self.bias_grad, self.sgd_apply = kernel("gemm_tn"), kernel("bias_grad"), kernel("sgd_apply")
 
     # -- gradient sinks (Parameter.accumulate_product / accumulate_sum) ----------------------------------------------
     def take_product(self, p, a, b) -> bool:
@@ -100,7 +106,7 @@ class FlatGroup:
         g, view = p.grad, self.grad_views[i]
         if g is not None and g is not view:
             return False
-        gemm = self.device.kernel("gemm_tn")
+        gemm = self.gemm
         if gemm is None:
             return False
         try:
@@ -115,7 +121,7 @@ class FlatGroup:
         if p.grad is not None or axis != 0 or g.ndim != 2:
             return False
         i = self.index.get(p)
-        kernel = self.device.kernel("bias_grad")
+        kernel = self.bias_grad
         if i is None or kernel is None:
             return False
         view = self.grad_views[i]
@@ -125,6 +131,14 @@ class FlatGroup:
             return False
         p.grad = view
         return True
+
+    def fresh_grad(self, p):
+        """Where a parameter's first gradient of a step may be written whole (its segment), or None when it already
+        has one. The caller sets ``p.grad`` to it once written (fused kernels that produce a gradient in place)."""
+        if p.grad is not None:
+            return None
+        i = self.index.get(p)
+        return None if i is None else self.grad_views[i]
 
     def grad_2d(self, i, rows, cols):
         """Segment i of the gradient as a (rows, cols) view (cached: every step asks)."""
@@ -151,6 +165,12 @@ class FlatGroup:
     # -- the update --------------------------------------------------------------------------------------------------
     def step(self, optimizer, group) -> bool:
         """Apply ``optimizer``'s update to this group's parameters. Returns whether any had a gradient."""
+        try:
+            return self._step(optimizer, group)
+        finally:
+            self.refresh_kernels()
+
+    def _step(self, optimizer, group) -> bool:
         self._hold_data(optimizer)
         complete, found = True, False
         for i, p in enumerate(self.params):

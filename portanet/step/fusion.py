@@ -100,14 +100,20 @@ class _DenseReLU:
         dense._needs_forward(x)
         relu._needs_forward(y)
         xp = dense.xp
+        bias = dense.bias
         dz = xp.empty_like(y)
-        db = xp.empty_like(dense.bias.data)
+        # the bias gradient goes straight into the optimizer's flat buffer when this is its first this step
+        fresh = bias.sink.fresh_grad(bias) if bias.sink is not None else None
+        db = fresh if fresh is not None else xp.empty_like(bias.data)
         try:
             self.backward_kernel(dy, y, dz, db)
         except REFUSALS:
             return dense.backward(relu.backward(dy), input_grad=input_grad)
         dense.weight.accumulate_product(x, dz)
-        dense.bias.accumulate(db)
+        if fresh is not None:
+            bias.grad = fresh
+        else:
+            bias.accumulate(db)
         return xp.matmul(dz, dense.weight.data.T) if input_grad else None
 
 

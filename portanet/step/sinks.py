@@ -37,7 +37,7 @@ class _Momentum:
         state = self.optimizer.state.get(p)
         if views is None or state is None or state.get(SLOT) is not views[i]:
             return False                       # the first step starts the buffer from the gradient: textbook
-        gemm = fg.device.kernel("gemm_tn")
+        gemm = fg.gemm
         if gemm is None:
             return False
         group = self.group
@@ -79,7 +79,7 @@ def apply_taken(fg, optimizer, group):
     """The step of a group some of whose gradients went into the momentum buffer: those parameters get
     ``w -= lr * (b + damp * wd * w)``; the others (biases, a refused product) their usual update."""
     damp, wd, lr = 1.0 - group["dampening"], group["weight_decay"], group["lr"]
-    kernel = fg.device.kernel("sgd_apply")
+    kernel = fg.sgd_apply
     created = False
     for p in fg.params:
         state = optimizer.state.get(p)
