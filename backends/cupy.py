@@ -112,14 +112,19 @@ class CupyBackend(Backend):
     def rng(self, seed, native):
         return CupyGenerator(seed, native)
 
+    _kernels = None
+
     def kernel(self, name):
         """The CUDA kernel ``name`` (backends/cuda_kernels.py: backends/kernels.py's names, plus count_correct),
         or None when kernels are turned off (PORTANET_KERNELS=0, kernels.set_enabled(False))."""
-        from . import cuda_kernels
+        table = self._kernels
+        if table is None:                    # every step asks several times: after the first, two dict lookups
+            from .cuda_kernels import TABLE
 
-        kernel = cuda_kernels.TABLE.get(name)
+            table = self._kernels = TABLE
+        kernel = table.get(name)
         if kernel is None:
-            raise ValueError(f"no kernel named {name!r}; kernels are {', '.join(cuda_kernels.TABLE)}")
+            raise ValueError(f"no kernel named {name!r}; kernels are {', '.join(table)}")
         return kernel if host_kernels._enabled else None
 
     def synchronize(self, native):
