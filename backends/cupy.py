@@ -1,61 +1,26 @@
 """CuPy on CUDA GPUs. Imports cleanly, and reports why, on machines without one."""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
-from .base import (Backend, DeviceError, DeviceUnavailableError, Generator, decode_state,
-                   encode_state)
+from . import kernels as host_kernels
+from .base import Backend, DeviceError, DeviceUnavailableError
+from .counter_rng import PhiloxGenerator
 
 INSTALL_HINT = "pip install 'portanet[gpu]'"
 
 
-class CupyGenerator(Generator):
-    """cuRAND XORWOW streams. Its state is (seed, draws): restoring one reseeds deterministically
-    from that pair, so a resumed run is reproducible but not the continuation of the same stream."""
-
-    backend_name = "cupy"
+class CupyGenerator(PhiloxGenerator):
+    """Philox4x32-10 on the GPU (backends/counter_rng.py): state (seed, offset), so get_state/set_state continue
+    the very stream, and the draws have the bits of the NumPy reference (normals to float tolerance). Each draw
+    is one kernel launch on ``native``."""
 
     def __init__(self, seed, native):
-        self._native = native
-        self._reseed(int(seed), 0)
+        from .cuda_kernels import PhiloxEngine
 
-    def _reseed(self, seed, draws):
-        import cupy
-
-        self._seed, self._draws = seed, draws
-        with self._native:
-            self._gen = cupy.random.default_rng(np.random.SeedSequence([seed, draws]))
-
-    def _next(self):
-        self._draws += 1
-        return self._gen
-
-    def normal(self, shape, dtype, mean=0.0, std=1.0):
-        with self._native:
-            a = self._next().standard_normal(shape, dtype=dtype)
-            return a * std + mean if (mean, std) != (0.0, 1.0) else a
-
-    def uniform(self, shape, dtype, low=0.0, high=1.0):
-        with self._native:
-            a = self._next().random(shape, dtype=dtype)
-            return a * (high - low) + low if (low, high) != (0.0, 1.0) else a
-
-    def bernoulli(self, shape, p, dtype):
-        with self._native:
-            return (self._next().random(shape, dtype=dtype) < p).astype(dtype)
-
-    def permutation(self, n):
-        import cupy
-
-        with self._native:
-            return cupy.argsort(self._next().random(n)).astype(cupy.int64)
-
-    def get_state(self):
-        return encode_state([self._seed, self._draws])
-
-    def set_state(self, state):
-        seed, draws = decode_state(state)
-        self._reseed(seed, draws)
+        super().__init__(seed, engine=PhiloxEngine(native))
 
 
 class CupyBackend(Backend):
@@ -66,8 +31,15 @@ class CupyBackend(Backend):
         reason = self.unavailable()
         if reason:
             raise DeviceUnavailableError(reason)
-        import array_api_compat.cupy as xp
+        import array_api_compat.cupy as compat
 
+        from . import cublas
+
+        # array-api-compat's namespace, with a matmul that sends 2-D float products straight to cuBLAS (cupy.matmul
+        # measured ~140 us of CPU a call; backends/cublas.py aims at PyTorch's ~21) and anything else to compat's own.
+        xp = types.ModuleType(compat.__name__, compat.__doc__)
+        xp.__dict__.update(vars(compat))
+        xp.matmul = cublas.make_matmul(compat.matmul)
         return xp
 
     _reason = ...
@@ -139,6 +111,21 @@ class CupyBackend(Backend):
 
     def rng(self, seed, native):
         return CupyGenerator(seed, native)
+
+    _kernels = None
+
+    def kernel(self, name):
+        """The CUDA kernel ``name`` (backends/cuda_kernels.py: backends/kernels.py's names, plus count_correct),
+        or None when kernels are turned off (PORTANET_KERNELS=0, kernels.set_enabled(False))."""
+        table = self._kernels
+        if table is None:                    # every step asks several times: after the first, two dict lookups
+            from .cuda_kernels import TABLE
+
+            table = self._kernels = TABLE
+        kernel = table.get(name)
+        if kernel is None:
+            raise ValueError(f"no kernel named {name!r}; kernels are {', '.join(table)}")
+        return kernel if host_kernels._enabled else None
 
     def synchronize(self, native):
         with native:

@@ -1,0 +1,768 @@
+"""The CuPy backend's CUDA kernels (backends/cuda_sources.py, cuda_kernels.py) and cuBLAS route (cublas.py).
+
+Without a GPU, three checks run wherever their tools are:
+- NVRTC compiles every CUDA source with the options CuPy itself adds, and the PTX shows every kernel and, where
+  the kernel promises the standard code's bits, no contracted multiply-add (CuPy's nvrtc wheel; skipped without).
+- The host compiler runs the same source text on the CPU (blockIdx/threadIdx shimmed: one thread walks every
+  element) through the real Python wrappers, whose arguments are checked against each kernel's C signature, and
+  portanet's own training code on NumPy uses them in place of the C kernels: the kernels with elementwise loops
+  (RNG, SGD, Adam, ReLU, bias, uint8) must give the standard code's bits. Kernels with shared memory and barriers
+  (column sums, cross-entropy, correct counts) are signature-checked only here.
+- The cuBLAS argument plans (transposes, leading dimensions) against a column-major GEMM written from cuBLAS's
+  documentation, on NumPy memory.
+On a GPU (skipped elsewhere) every kernel runs against the standard code on CuPy, and the cuBLAS route against
+cupy.matmul.
+"""
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import types
+
+import numpy as np
+import pytest
+
+import portanet as pn
+from portanet import backends
+from portanet.backends import counter_rng, cublas, cuda_kernels, cuda_sources, kernels
+
+GPU_REASON = backends.get("cupy").unavailable()
+needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy/gpu: {GPU_REASON}")
+EXACT = ("sgd", "adam", "elementwise", "column_sum", "batch", "count_correct")   # modules with no fma at all
+
+
+# ---- NVRTC: every source compiles as CuPy compiles it ------------------------------------------------------------
+
+def _nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+        return nvrtc, None
+    except Exception as e:       # no NVRTC library: cupy-cuda12x without nvidia-cuda-nvrtc-cu12
+        return None, f"NVRTC not importable ({type(e).__name__}: {str(e).strip()[:120]}); " \
+                     "pip install nvidia-cuda-nvrtc-cu12"
+
+
+def _cupy_options(extra):
+    """CuPy's own additions to a RawModule's options: cupy._core.core.assemble_cupy_compiler_options (include
+    paths, --std), then cupy.cuda.compiler's -ftz=true, an -arch and --device-as-default-execution-space."""
+    import cupy._core.core as core
+
+    return tuple(core.assemble_cupy_compiler_options(cuda_sources.OPTIONS)) + (
+        "-ftz=true", extra, "--device-as-default-execution-space")
+
+
+def _compile(nvrtc, name, arch):
+    prog = nvrtc.createProgram(cuda_sources.SOURCES[name], name + ".cu", [], [])
+    try:
+        try:
+            nvrtc.compileProgram(prog, list(_cupy_options(arch)))
+        except nvrtc.NVRTCError:
+            pytest.fail(f"{name} does not compile:\n{nvrtc.getProgramLog(prog)}")
+        out = nvrtc.getCUBIN(prog) if arch.startswith("-arch=sm_") else nvrtc.getPTX(prog)
+        return out.decode() if isinstance(out, bytes) and not arch.startswith("-arch=sm_") else out
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+@pytest.mark.parametrize("name", list(cuda_sources.SOURCES))
+def test_every_source_compiles_with_cupys_options(name):
+    nvrtc, reason = _nvrtc()
+    if nvrtc is None:
+        pytest.skip(reason)
+    cubin = _compile(nvrtc, name, "-arch=sm_90")           # what CuPy builds for an H100/H200
+    assert len(cubin) > 1000
+    ptx = _compile(nvrtc, name, "-arch=compute_90")
+    entries = re.findall(r"\.entry\s+(\w+)", ptx)
+    assert entries == list(cuda_sources.KERNELS[name])
+    bodies = dict(zip(entries, re.split(r"\.entry\s+\w+", ptx)[1:]))
+    for kernel, body in bodies.items():
+        exact = name in EXACT or (name == "rng" and not kernel.startswith("normal"))
+        if exact:   # --fmad=false held: no multiply and add fused into one rounding
+            assert not re.search(r"\bfma\.", body), f"{kernel} contracts a multiply-add"
+
+
+def test_fmad_false_is_what_keeps_the_products_apart():
+    """The check above can fail: without --fmad=false NVRTC contracts SGD's and Adam's updates into FMAs."""
+    nvrtc, reason = _nvrtc()
+    if nvrtc is None:
+        pytest.skip(reason)
+    import cupy._core.core as core
+
+    prog = nvrtc.createProgram(cuda_sources.SOURCES["sgd"], "sgd.cu", [], [])
+    try:
+        nvrtc.compileProgram(prog, list(core.assemble_cupy_compiler_options(())) + ["-arch=compute_90"])
+        ptx = nvrtc.getPTX(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    assert re.search(r"\bfma\.", ptx.decode() if isinstance(ptx, bytes) else ptx)
+
+
+def test_the_wrappers_cover_the_numpy_kernels():
+    assert set(cuda_kernels.TABLE) == set(kernels.NAMES) | {"count_correct"}
+    declared = {k for names in cuda_sources.KERNELS.values() for k in names}
+    for module, source in cuda_sources.SOURCES.items():
+        assert set(re.findall(r'extern "C" __global__ void (\w+)\(', source)) == set(cuda_sources.KERNELS[module])
+    assert len(declared) == sum(len(v) for v in cuda_sources.KERNELS.values())
+
+
+# ---- the same sources on the host ---------------------------------------------------------------------------------
+
+HOST_RUNNABLE = ("rng", "sgd", "adam", "elementwise", "batch")   # elementwise loops, no shared memory
+SHIM = r"""
+#include <math.h>
+#include <string.h>
+struct PnDim { long long x, y, z; };
+static const PnDim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+static inline double __longlong_as_double(unsigned long long v) { double d; memcpy(&d, &v, sizeof d); return d; }
+"""
+_CTYPES = {"float": (ctypes.c_float, np.float32), "double": (ctypes.c_double, np.float64),
+           "i64": (ctypes.c_longlong, np.int64), "int": (ctypes.c_int, np.int32),
+           "u32": (ctypes.c_uint32, np.uint32), "u64": (ctypes.c_uint64, np.uint64)}
+_POINTEES = {"float": np.float32, "double": np.float64, "i64": np.int64, "u64": np.uint64,
+             "unsigned char": np.uint8}
+
+
+def _signatures(source):
+    """kernel -> [(is_pointer, base type)] from its extern "C" declaration."""
+    sigs = {}
+    for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
+        parsed = []
+        for p in params.split(","):
+            words = p.replace("*", " * ").split()
+            pointer = "*" in words
+            base = " ".join(w for w in words[:-1] if w not in ("const", "*"))
+            parsed.append((pointer, base))
+        sigs[name] = parsed
+    return sigs
+
+
+class FakeCupy:
+    """A NumPy array dressed as the parts of cupy.ndarray the wrappers read (the memory is the NumPy array's)."""
+
+    def __init__(self, shape, dtype=float):
+        self.a = np.empty(shape, dtype)
+
+    @classmethod
+    def of(cls, a):
+        f = cls.__new__(cls)
+        f.a = a
+        return f
+
+    dtype = property(lambda self: self.a.dtype)
+    shape = property(lambda self: self.a.shape)
+    size = property(lambda self: self.a.size)
+    ndim = property(lambda self: self.a.ndim)
+    nbytes = property(lambda self: self.a.nbytes)
+    strides = property(lambda self: self.a.strides)
+    _c_contiguous = property(lambda self: self.a.flags.c_contiguous)
+    _f_contiguous = property(lambda self: self.a.flags.f_contiguous)
+    data = property(lambda self: types.SimpleNamespace(ptr=self.a.ctypes.data, device_id=0))
+
+
+class HostKernel:
+    """A RawKernel stand-in: checks each argument against the kernel's C parameter, then (for the host-built
+    modules) calls the same source compiled for the CPU."""
+
+    def __init__(self, name, signature, lib):
+        self.name, self.signature, self.fn = name, signature, getattr(lib, name) if lib else None
+        self.calls = 0
+
+    def __call__(self, grid, block, args):
+        assert len(args) == len(self.signature), f"{self.name} takes {len(self.signature)} arguments"
+        converted = []
+        for i, (arg, (pointer, base)) in enumerate(zip(args, self.signature)):
+            if pointer:
+                assert type(arg) is FakeCupy and arg.dtype == _POINTEES[base], \
+                    f"{self.name} argument {i}: {base} * expected, got {type(arg).__name__}"
+                converted.append(ctypes.c_void_p(arg.data.ptr))
+            else:
+                ctype, np_type = _CTYPES[base]
+                assert type(arg) is np_type, f"{self.name} argument {i}: {base} expected, got {type(arg).__name__}"
+                converted.append(ctype(arg.item()))
+        assert all(g >= 1 for g in grid) and all(b >= 1 for b in block)
+        self.calls += 1
+        if self.fn is not None:
+            self.fn(*converted)
+
+
+@pytest.fixture(scope="session")
+def host_build(tmp_path_factory):
+    """Each host-runnable module compiled for the CPU (-ffp-contract=off, as --fmad=false on the GPU)."""
+    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to run the CUDA sources on the host")
+    root = tmp_path_factory.mktemp("cuda_host")
+    libs = {}
+    for name in HOST_RUNNABLE:
+        src, so = root / f"{name}.cpp", root / f"{name}.so"
+        src.write_text(SHIM + cuda_sources.SOURCES[name])
+        run = subprocess.run([cxx, "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
+                              str(src), "-o", str(so)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        libs[name] = ctypes.CDLL(str(so))
+    return libs
+
+
+@pytest.fixture
+def on_host(host_build, monkeypatch):
+    """cuda_kernels as on a GPU, but over FakeCupy arrays and the host build. Yields the launched HostKernels."""
+    launched = {}
+
+    def kernel(module, name):
+        if name not in launched:
+            sig = _signatures(cuda_sources.SOURCES[module])[name]
+            launched[name] = HostKernel(name, sig, host_build.get(module))
+        return launched[name]
+
+    monkeypatch.setattr(cuda_kernels, "_kernel", kernel)
+    monkeypatch.setattr(cuda_kernels, "_nd", FakeCupy)
+    monkeypatch.setattr(cuda_kernels, "_get_device", lambda: 0)
+    yield launched
+
+
+def _wrap(fn):
+    """A CUDA wrapper taking NumPy arrays, as portanet's code passes them, dressed as FakeCupy."""
+    def call(*args):
+        out = fn(*[FakeCupy.of(a) if isinstance(a, np.ndarray) else a for a in args])
+        return out.a if isinstance(out, FakeCupy) else out
+    return call
+
+
+@pytest.fixture
+def cuda_on_numpy(on_host, monkeypatch):
+    """portanet's NumPy backend, with its fused kernels replaced by the CUDA ones running on the host (those
+    that can: the others are None, so the standard code runs there). ``standard()`` runs a block with none."""
+    numpy_backend = backends.get("numpy")
+    host = {n for n in cuda_kernels.TABLE if n not in ("relu_grad_sum", "bias_grad", "softmax_ce", "gemm_tn",
+                                                         "count_correct")}
+    state = {"on": True}
+
+    def kernel(name):
+        if name not in cuda_kernels.TABLE:
+            raise ValueError(name)
+        return _wrap(cuda_kernels.TABLE[name]) if state["on"] and name in host else None
+
+    monkeypatch.setattr(numpy_backend, "kernel", kernel)
+
+    def standard(fn):
+        state["on"] = False
+        try:
+            return fn()
+        finally:
+            state["on"] = True
+
+    return types.SimpleNamespace(standard=standard, launched=on_host)
+
+
+from test_kernels import FUSED, _train_params  # noqa: E402  (the NumPy kernels' own optimizer runs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,opts", FUSED, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in FUSED])
+def test_cuda_optimizer_source_gives_the_standard_codes_bits_on_the_host(name, opts, dtype, cuda_on_numpy):
+    fused = _train_params(name, opts, dtype)
+    assert cuda_on_numpy.launched[("sgd" if name == "SGD" else "adam") + ("_f32" if dtype == "float32" else
+                                                                          "_f64")].calls > 0
+    standard = cuda_on_numpy.standard(lambda: _train_params(name, opts, dtype))
+    for a, b in zip(fused, standard):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cuda_layer_sources_give_the_standard_codes_bits_on_the_host(dtype, cuda_on_numpy):
+    """Dense + ReLU (bias_relu), a Dense alone (bias_add), ReLU backward (relu_grad), uint8 batches (scale_u8,
+    take_scale_u8) and SGD's taken-gradient update (sgd_apply), each as portanet's code calls it."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((37, 12)).astype(dtype)
+    x[0, :3] = 0.0
+    dy = rng.standard_normal((37, 3)).astype(dtype)
+    dy[1, 0] = np.nan
+    images, labels = rng.integers(0, 256, (50, 4, 3), dtype=np.uint8), rng.integers(0, 3, 50)
+
+    def run():
+        pn.seed(5)
+        model = pn.Sequential(pn.Dense(12, 16, dtype=dtype), pn.ReLU(), pn.Dense(16, 8, dtype=dtype), pn.Sigmoid(),
+                              pn.Dense(8, 3, dtype=dtype), pn.ReLU())
+        out = model(x)
+        dx = model.backward(dy)
+        batches = [b for shuffle in (False, True) for xb, yb in pn.DataLoader(
+            images, labels, batch_size=16, shuffle=shuffle, seed=1, dtype=dtype) for b in (xb, yb)]
+        fresh = np.random.default_rng(9)
+        w, buf = fresh.standard_normal(301).astype(dtype), fresh.standard_normal(301).astype(dtype)
+        for wd in (0.0, 1e-2):
+            (pn.device("cpu").kernel("sgd_apply") or _sgd_apply_standard)(w, buf, 0.05, wd)
+        return [out, dx] + [p.grad for p in model.parameters()] + batches + [w, buf]
+
+    fused = run()
+    for k in ("bias_add", "relu_grad", "scale_u8", "take_scale_u8", "sgd_apply"):
+        assert cuda_on_numpy.launched[k + ("_f32" if dtype == "float32" else "_f64")].calls > 0, k
+    standard = cuda_on_numpy.standard(run)
+    assert len(fused) == len(standard)
+    for a, b in zip(fused, standard):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def _sgd_apply_standard(w, buf, lr, wd):
+    if wd:
+        buf += wd * w
+    w -= lr * buf
+
+
+def test_cuda_wrappers_refuse_what_the_c_kernels_refuse(on_host):
+    f32 = lambda *s: FakeCupy.of(np.zeros(s, np.float32))                          # noqa: E731
+    w = f32(8)
+    with pytest.raises(ValueError, match="do not overlap"):
+        cuda_kernels.sgd(w, w, f32(8), 0.1, 0.9, 1.0, 0.0, False)
+    with pytest.raises(ValueError, match="one dtype and one size"):
+        cuda_kernels.sgd(f32(8), FakeCupy.of(np.zeros(8)), f32(8), 0.1, 0.9, 1.0, 0.0, False)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cuda_kernels.relu_grad(np.zeros(4, np.float32), f32(4), f32(4))            # a NumPy array, not CuPy
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cuda_kernels.relu_grad(FakeCupy.of(np.zeros(4, np.int32)), f32(4), f32(4))
+    strided = FakeCupy.of(np.zeros((4, 6), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cuda_kernels.relu_grad(strided, f32(4, 3), f32(4, 3))
+    with pytest.raises(ValueError, match="bias must be"):
+        cuda_kernels.bias_relu(f32(5, 3), FakeCupy.of(np.zeros(3)))
+    with pytest.raises(ValueError, match=r"\(batch, features\)"):
+        cuda_kernels.bias_add(f32(15), f32(3))
+    with pytest.raises(TypeError, match="int64 labels"):
+        cuda_kernels.softmax_ce(f32(4, 3), FakeCupy.of(np.zeros(4, np.int32)), f32(4, 3), 0.25)
+    with pytest.raises(ValueError, match="int64 row indices"):
+        cuda_kernels.take_scale_u8(FakeCupy.of(np.zeros((10, 4), np.uint8)), FakeCupy.of(np.zeros(2, np.int32)),
+                                   1.0, f32(2, 4))
+    with pytest.raises(ValueError, match="hold len"):
+        cuda_kernels.take_scale_u8(FakeCupy.of(np.zeros((10, 4), np.uint8)), FakeCupy.of(np.zeros(3, np.int64)),
+                                   1.0, f32(2, 4))
+    with pytest.raises(ValueError, match="counts"):
+        cuda_kernels.count_correct(f32(4, 3), FakeCupy.of(np.zeros(4, np.int64)), FakeCupy.of(np.zeros(2, np.int64)),
+                                   2)
+    assert all(k.calls == 0 for k in on_host.values())                             # nothing was launched
+
+
+def test_shared_memory_kernels_get_the_arguments_they_declare(on_host):
+    """column_sum, softmax_ce and count_correct only run on a GPU; here their launches are checked against their C
+    signatures (a numpy scalar of the wrong width would be read as garbage by the kernel)."""
+    for dt in (np.float32, np.float64):
+        a = lambda *s: FakeCupy.of(np.ones(s, dt))                                 # noqa: E731
+        cuda_kernels.bias_grad(a(6, 5), a(5))
+        cuda_kernels.relu_grad_sum(a(6, 5), a(6, 5), a(6, 5), a(5))
+        total = cuda_kernels.softmax_ce(a(6, 5), FakeCupy.of(np.zeros(6, np.int64)), a(6, 5), 1 / 6)
+        assert total.shape == () and total.dtype == dt
+        cuda_kernels.count_correct(a(6, 5), FakeCupy.of(np.zeros(6, np.int64)), FakeCupy.of(np.zeros(3, np.int64)),
+                                   1)
+    assert {k: v.calls for k, v in on_host.items()} == {
+        "column_sum_f32": 2, "column_sum_f64": 2, "softmax_ce_f32": 1, "softmax_ce_f64": 1,
+        "count_correct_f32": 1, "count_correct_f64": 1}
+
+
+def test_take_scale_u8_marks_an_index_out_of_range_with_nan(on_host):
+    x = np.arange(40, dtype=np.uint8).reshape(10, 4)
+    out = np.empty((3, 4), np.float32)
+    cuda_kernels.take_scale_u8(FakeCupy.of(x), FakeCupy.of(np.array([2, 10, -1])), 0.5, FakeCupy.of(out))
+    np.testing.assert_array_equal(out[0], x[2] * np.float32(0.5))
+    assert np.isnan(out[1:]).all()
+
+
+# ---- the RNG source on the host against the NumPy reference -------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 5, 2**64 - 1])
+def test_rng_source_gives_the_reference_bits_on_the_host(seed, on_host):
+    engine, host = cuda_kernels.PhiloxEngine(contextlib.nullcontext()), counter_rng.HostEngine()
+    key = counter_rng.key_of(seed)
+    for start in (0, 7, 2**32 - 1, 2**64 - 3):                 # across the counter's word boundary and its wrap
+        for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+            for n in (1, 5, 403):
+                np.testing.assert_array_equal(engine.uniform(n, dt, key, start, 5.0, -2.0).a,
+                                              host.uniform(n, dt, key, start, 5.0, -2.0))
+                np.testing.assert_array_equal(engine.bernoulli(n, dt, key, start, 0.3).a,
+                                              host.bernoulli(n, dt, key, start, 0.3))
+                got, want = engine.normal(n, dt, key, start, 2.0, 1.0).a, host.normal(n, dt, key, start, 2.0, 1.0)
+                np.testing.assert_allclose(got, want, rtol=1e-6 if dt == np.float32 else 1e-13, atol=1e-12)
+        for n in (1, 2, 9, 1000):
+            keys = engine._draw("permutation_keys", 2, n, np.dtype(np.uint64), key, start,
+                                np.uint64(counter_rng.index_mask(n))).a
+            np.testing.assert_array_equal(keys, counter_rng.permutation_keys(n, key, start))
+
+
+# ---- cuBLAS: the argument plans, on NumPy memory ------------------------------------------------------------------
+
+def _cublas_gemm(dtype, transa, transb, m, n, k, alpha_ptr, a_ptr, lda, b_ptr, ldb, beta_ptr, c_ptr, ldc):
+    """cublas<t>gemm as documented: C (m x n, column-major, ld ldc) = alpha op(A) op(B) + beta C, op(X) = X or
+    X^T; A is m x k (k x m under T) column-major with leading dimension lda, B likewise. C is not read when
+    beta == 0. Reads and writes raw memory, like the library."""
+    item = np.dtype(dtype).itemsize
+
+    def matrix(ptr, rows, cols, ld):
+        span = (cols - 1) * ld + rows
+        flat = np.ctypeslib.as_array((np.ctypeslib.as_ctypes_type(dtype) * span).from_address(ptr))
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (item, ld * item))
+
+    assert lda >= (m if transa == cublas.OP_N else k) and ldb >= (k if transb == cublas.OP_N else n) and ldc >= m
+    A = matrix(a_ptr, *((m, k) if transa == cublas.OP_N else (k, m)), lda)
+    B = matrix(b_ptr, *((k, n) if transb == cublas.OP_N else (n, k)), ldb)
+    alpha, beta = (np.ctypeslib.as_array((np.ctypeslib.as_ctypes_type(dtype) * 1).from_address(p))[0]
+                   for p in (alpha_ptr, beta_ptr))
+    C = matrix(c_ptr, m, n, ldc)
+    product = (A if transa == cublas.OP_N else A.T).astype(np.float64) @ (B if transb == cublas.OP_N else B.T)
+    C[...] = alpha * product + (beta * C if beta != 0 else 0)
+    return 0
+
+
+@pytest.fixture
+def cublas_on_numpy(monkeypatch):
+    """cublas.py over FakeCupy arrays, its GEMM the documented one above; yields the calls made."""
+    calls = []
+    h = types.SimpleNamespace(ptr=1234, lib=types.SimpleNamespace(gemm={}))
+    host = {dt: np.array([1, 0, 0, 0], dt) for dt in (np.dtype(np.float32), np.dtype(np.float64))}
+    h.one = {dt: a.ctypes.data for dt, a in host.items()}
+    h.zero = {dt: p + dt.itemsize for dt, p in h.one.items()}
+    h.scalars = {dt: a[2:] for dt, a in host.items()}
+    h.scalars_ptr = {dt: p + 2 * dt.itemsize for dt, p in h.one.items()}
+    for dt in host:
+        def gemm(handle, *args, dt=dt):
+            assert handle == 1234 and all(type(a) is int for a in args)
+            calls.append(args[:5])
+            return _cublas_gemm(dt, *args)
+        h.lib.gemm[dt] = gemm
+    monkeypatch.setattr(cublas, "_nd", FakeCupy)
+    monkeypatch.setattr(cublas, "_get_device", lambda: 0)
+    monkeypatch.setattr(cublas, "handle", lambda device_id=None: h)
+    h.keep = host
+    yield calls
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_plans_read_c_and_f_contiguous_operands_in_place(dtype, cublas_on_numpy):
+    rng = np.random.default_rng(0)
+    for m, k, n in [(5, 3, 4), (1, 7, 2), (6, 1, 3), (4, 5, 1), (1, 1, 1)]:
+        for fa in ("C", "F"):
+            for fb in ("C", "F"):
+                a = np.asarray(rng.standard_normal((m, k)).astype(dtype), order=fa)
+                b = np.asarray(rng.standard_normal((k, n)).astype(dtype), order=fb)
+                c = cublas.matmul_or_none(FakeCupy.of(a), FakeCupy.of(b))
+                assert c is not None and c.shape == (m, n) and c.a.flags.c_contiguous and c.dtype == a.dtype
+                np.testing.assert_allclose(c.a, a.astype(np.float64) @ b, rtol=1e-6 if dtype == "float32" else 1e-12)
+    ops = {(call[0], call[1]) for call in cublas_on_numpy}
+    assert ops == {(op_b, op_a) for op_b in (cublas.OP_N, cublas.OP_T) for op_a in (cublas.OP_N, cublas.OP_T)}
+
+
+def test_matmul_leaves_what_it_cannot_read_to_the_fallback(cublas_on_numpy):
+    f = lambda a: FakeCupy.of(np.asarray(a))                                   # noqa: E731
+    m = np.ones((4, 3), np.float32)
+    for a, b in [(f(m), f(np.ones((3, 2)))),                                   # mixed dtypes
+                 (f(m.astype(np.int32)), f(np.ones((3, 2), np.int32))),          # integers
+                 (f(np.ones(3, np.float32)), f(np.ones((3, 2), np.float32))),    # 1-D
+                 (f(np.ones((2, 4, 3), np.float32)), f(np.ones((3, 2), np.float32))),   # batched
+                 (f(np.ones((4, 6), np.float32)[:, ::2]), f(np.ones((3, 2), np.float32))),   # strided
+                 (f(np.ones((4, 0), np.float32)), f(np.ones((0, 2), np.float32))),      # empty k
+                 (f(m), f(np.ones((2, 2), np.float32))),                       # mismatched k
+                 (m, f(np.ones((3, 2), np.float32)))]:                         # not a CuPy array
+        assert cublas.matmul_or_none(a, b) is None
+    assert cublas_on_numpy == []
+    fallback_calls = []
+    matmul = cublas.make_matmul(lambda x1, x2: fallback_calls.append((x1, x2)) or "fallback")
+    assert matmul(f(np.ones(3, np.float32)), f(np.ones((3, 2), np.float32))) == "fallback"
+    kernels.set_enabled(False)
+    try:
+        assert matmul(f(m), f(np.ones((3, 2), np.float32))) == "fallback"     # PORTANET_KERNELS=0: cupy's own
+    finally:
+        kernels.set_enabled(True)
+    assert len(fallback_calls) == 2 and cublas_on_numpy == []
+    assert matmul(f(m), f(np.ones((3, 2), np.float32))).shape == (4, 2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_tn_plan_is_the_numpy_kernels_contract(dtype, cublas_on_numpy):
+    rng = np.random.default_rng(4)
+    for k, m, n, c_shape in [(128, 20, 16, (20, 16)), (5, 3, 1, (3, 1)), (7, 6, 4, (6, 2, 2))]:
+        a, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        for alpha, beta in [(1.0, 0.0), (1.0, 0.9), (0.5, 1.0)]:
+            c = rng.standard_normal(c_shape).astype(dtype)
+            expect = beta * c.reshape(m, n).astype(np.float64) + alpha * (a.T.astype(np.float64) @ b)
+            cublas.gemm_tn(FakeCupy.of(a), FakeCupy.of(b), FakeCupy.of(c), alpha, beta)
+            np.testing.assert_allclose(c.reshape(m, n), expect, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                       atol=1e-5)
+    c = np.full((3, 2), np.nan, dtype)
+    cublas.gemm_tn(FakeCupy.of(np.ones((4, 3), dtype)), FakeCupy.of(np.ones((4, 2), dtype)), FakeCupy.of(c), 1.0,
+                   0.0)
+    np.testing.assert_array_equal(c, 4.0)                                      # beta 0: c is not read
+
+
+def test_gemm_tn_refuses_what_the_numpy_kernel_refuses(cublas_on_numpy):
+    f = lambda *s, dt=np.float32: FakeCupy.of(np.ones(s, dt))                  # noqa: E731
+    a, b, c = f(4, 3), f(4, 2), f(3, 2)
+    for bad in [(a, b, f(2, 4)), (a, f(5, 2), c), (a, f(4, 2, dt=np.float64), c), (f(4, 3, dt=np.int32), b, c),
+                (f(0, 3), f(0, 2), c), (FakeCupy.of(np.ones((3, 4), np.float32).T), b, c),
+                (np.ones((4, 3), np.float32), b, c)]:
+        with pytest.raises(kernels.REFUSALS):
+            cublas.gemm_tn(*bad, 1.0, 0.0)
+    square = f(4, 4)
+    with pytest.raises(ValueError, match="do not overlap"):
+        cublas.gemm_tn(square, square, square, 1.0, 0.0)
+    assert cublas_on_numpy == []
+
+
+def test_workspace_size_follows_pytorchs_rule(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert cublas.workspace_bytes("90") == 32 * 2**20
+    assert cublas.workspace_bytes("80") == 8 * 2**20 + 128 * 2**10
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:2:16:8")
+    assert cublas.workspace_bytes("90") == 8 * 2**20 + 128 * 2**10
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    assert cublas.workspace_bytes("80") == 32 * 2**20
+
+
+def test_cublas_symbols_resolve_where_the_library_is_installed():
+    """The ctypes half of cublas.py (cublasSetWorkspace_v2, cublas<S|D>gemm_v2) on whatever libcublas CuPy loads;
+    skipped where none is installed (no GPU stack: the CI machine)."""
+    try:
+        lib = cublas._library()
+    except Exception as e:
+        pytest.skip(f"no libcublas here: {str(e).strip()[:150]}")
+    assert os.path.basename(lib.path).startswith("libcublas.so")
+    assert set(lib.gemm) == {np.dtype(np.float32), np.dtype(np.float64)} and lib.set_workspace is not None
+
+
+# ---- on a GPU ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def gpu():
+    if GPU_REASON is not None:
+        pytest.skip(f"cupy/gpu: {GPU_REASON}")
+    return pn.device("gpu")
+
+
+def _standard(fn):
+    kernels.set_enabled(False)
+    try:
+        return fn()
+    finally:
+        kernels.set_enabled(True)
+
+
+def test_gpu_offers_every_kernel_and_none_when_turned_off(gpu):
+    for name in cuda_kernels.TABLE:
+        assert gpu.kernel(name) is cuda_kernels.TABLE[name]
+    assert _standard(lambda: gpu.kernel("sgd")) is None
+    with pytest.raises(ValueError, match="no kernel named 'conv'"):
+        gpu.kernel("conv")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,opts", FUSED, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in FUSED])
+def test_gpu_optimizer_kernels_give_the_standard_codes_bits(gpu, name, opts, dtype):
+    def run():
+        params = [pn.Parameter(gpu.asarray(np.random.default_rng(i).standard_normal(s).astype(dtype)))
+                  for i, s in enumerate([(33, 7), (7,)])]
+        opt = getattr(pn.optim, name)(params, **opts)
+        for step in range(6):
+            rng = np.random.default_rng(100 + step)
+            opt.zero_grad()
+            for p in params:
+                p.grad = gpu.asarray(rng.standard_normal(p.shape).astype(dtype))
+            opt.step()
+        return [gpu.to_host(p.data) for p in params] + [gpu.to_host(v) for st in opt.state.values()
+                                                         for v in st.values() if hasattr(v, "shape")]
+
+    for a, b in zip(run(), _standard(run)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_layer_kernels_agree_with_the_standard_code(gpu, dtype):
+    """Same bits for the forward pass, the ReLU masks and everything computed from them; the bias gradients (column
+    sums in another order than CuPy's sum) to float tolerance."""
+    rng = np.random.default_rng(2)
+    x = gpu.asarray(rng.standard_normal((300, 40)).astype(dtype))
+    dy = gpu.asarray(rng.standard_normal((300, 3)).astype(dtype))
+
+    def run():
+        pn.seed(5)
+        model = pn.Sequential(pn.Dense(40, 70, dtype=dtype), pn.ReLU(), pn.Dense(70, 33, dtype=dtype), pn.Sigmoid(),
+                              pn.Dense(33, 3, dtype=dtype), device=gpu)
+        out = model(x)
+        dx = model.backward(dy)
+        return [out, dx] + [p.grad for p in model.parameters()]
+
+    fused, standard = run(), _standard(run)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    for i, (a, b) in enumerate(zip(fused, standard)):
+        a, b = gpu.to_host(a), gpu.to_host(b)
+        if i in (3, 5, 7):                       # the three bias gradients
+            np.testing.assert_allclose(a, b, **tol)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_gpu_column_sums_keep_nan_and_plus_zero(gpu):
+    xp = gpu.xp
+    dy = np.random.default_rng(7).standard_normal((1000, 37)).astype(np.float32)
+    dy[:, 1] = -0.0
+    dy[3, 2] = np.nan
+    db = xp.empty((37,), dtype=xp.float32)
+    cuda_kernels.bias_grad(gpu.asarray(dy), db)
+    got = gpu.to_host(db)
+    assert not np.signbit(got[1]) and got[1] == 0 and np.isnan(got[2])
+    np.testing.assert_allclose(np.delete(got, 2), np.delete(dy.astype(np.float64).sum(0), 2), rtol=1e-5, atol=1e-4)
+    y = np.random.default_rng(8).standard_normal((1000, 37)).astype(np.float32)
+    dz = xp.empty((1000, 37), dtype=xp.float32)
+    cuda_kernels.relu_grad_sum(gpu.asarray(dy), gpu.asarray(y), dz, db)
+    np.testing.assert_array_equal(gpu.to_host(dz), dy * (y > 0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_batches_give_the_standard_codes_bits(gpu, dtype):
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, 256, (50, 4, 3), dtype=np.uint8), rng.integers(0, 3, 50)
+
+    def run():
+        return [gpu.to_host(b) for shuffle in (False, True) for xb, yb in pn.DataLoader(
+            x, y, batch_size=16, shuffle=shuffle, seed=1, dtype=dtype, device=gpu) for b in (xb, yb)]
+
+    for a, b in zip(run(), _standard(run)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
+def test_gpu_cross_entropy_matches_the_standard_code(gpu, dtype, tol):
+    rng = np.random.default_rng(0)
+    z = gpu.asarray((rng.standard_normal((300, 10)) * 4).astype(dtype))
+    y = gpu.asarray(rng.integers(0, 10, 300))
+
+    def run():
+        loss = pn.CrossEntropyLoss()
+        return gpu.to_host(loss.forward(z, y)), gpu.to_host(loss.backward())
+
+    (value, grad), (ref_value, ref_grad) = run(), _standard(run)
+    assert value.dtype == ref_value.dtype == np.dtype(dtype) and value.shape == ()
+    np.testing.assert_allclose(value, ref_value, rtol=tol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol / 300)
+
+
+def test_gpu_cross_entropy_selects_the_label_logit(gpu):
+    """Non-finite logits are selected, never multiplied by a one-hot: [2, -inf, 1] with label 0 costs
+    log(1 + e^-1) = 0.3132617; a NaN logit or a label out of range makes its row NaN."""
+    xp = gpu.xp
+    z = gpu.asarray(np.array([[2, -np.inf, 1], [0, np.nan, 1], [1, 2, 3], [0, 0, 0]], np.float32))
+    grad = xp.empty_like(z)
+    labels = gpu.asarray(np.array([0, 2, 7, 1]))
+    for rows, want in [(slice(0, 1), 0.3132617), (slice(0, 2), np.nan), (slice(2, 3), np.nan)]:
+        g = grad[rows]
+        total = cuda_kernels.softmax_ce(xp.asarray(z[rows], copy=True), xp.asarray(labels[rows], copy=True), g, 1.0)
+        got = float(gpu.to_host(total))
+        assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-6, (rows, got)
+    g = gpu.to_host(grad)
+    e = np.exp([0.0, -1.0])
+    np.testing.assert_allclose(g[0], [e[0] / e.sum() - 1, 0, e[1] / e.sum()], rtol=1e-6)
+    assert np.isnan(g[1]).all() and np.isnan(g[2]).all()
+
+
+def test_gpu_counts_correct_predictions_as_the_metric_does(gpu):
+    from portanet.metrics import correct
+
+    rng = np.random.default_rng(3)
+    z = rng.integers(0, 4, (777, 6)).astype(np.float32)              # many ties: the first maximum wins
+    z[5, 3] = np.nan                                                  # NaN counts as the maximum, as argmax
+    y = rng.integers(0, 6, 777)
+    y[5] = 3
+    counts = gpu.xp.zeros((4,), dtype=gpu.xp.int64)
+    cuda_kernels.count_correct(gpu.asarray(z), gpu.asarray(y), counts, 2)
+    want = int(gpu.to_host(correct(gpu.asarray(z), gpu.asarray(y))))
+    assert gpu.to_host(counts).tolist() == [0, 0, want, 0]
+    assert want == int((np.argmax(z, axis=1) == y).sum())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_matmul_is_cupys_product(gpu, dtype):
+    import cupy
+
+    xp = gpu.xp
+    assert xp.matmul.__wrapped__ is not None                          # the namespace's matmul is the lean one
+    rng = np.random.default_rng(1)
+    same_bits = 0
+    for m, k, n in [(128, 784, 256), (128, 256, 10), (1, 5, 3), (7, 1, 9)]:
+        a = cupy.asarray(rng.standard_normal((m, k)).astype(dtype))
+        b = cupy.asarray(rng.standard_normal((k, n)).astype(dtype))
+        for x, w in [(a, b), (cupy.asfortranarray(a), b), (a, cupy.asfortranarray(b)), (a, b.T.copy().T)]:
+            got = xp.matmul(x, w)
+            assert type(got) is cupy.ndarray and got.flags.c_contiguous and got.dtype == x.dtype
+            want = cupy.matmul(x, w)
+            np.testing.assert_allclose(cupy.asnumpy(got), cupy.asnumpy(want),
+                                       rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+            same_bits += bool(cupy.array_equal(got, want))
+    print(f"lean matmul has cupy.matmul's bits in {same_bits} of 16 products")
+    strided = a[:, ::2]
+    np.testing.assert_allclose(cupy.asnumpy(xp.matmul(strided, b[::2])), cupy.asnumpy(strided @ b[::2]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_gemm_tn_is_the_products_with_beta(gpu, dtype):
+    import cupy
+
+    rng = np.random.default_rng(4)
+    for k, m, n in [(128, 784, 256), (32, 100, 10), (5, 3, 1)]:
+        a, b, c = (cupy.asarray(rng.standard_normal(s).astype(dtype)) for s in [(k, m), (k, n), (m, n)])
+        for alpha, beta in [(1.0, 0.0), (1.0, 0.9), (0.5, 1.0)]:
+            out = c.copy()
+            gpu.kernel("gemm_tn")(a, b, out, alpha, beta)
+            want = cupy.asarray(beta, dtype) * c + cupy.asarray(alpha, dtype) * (a.T @ b)
+            np.testing.assert_allclose(cupy.asnumpy(out), cupy.asnumpy(want),
+                                       rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-4)
+
+
+def test_gpu_cublas_handle_keeps_a_workspace_per_stream_and_float32_math(gpu):
+    import cupy
+    from cupy_backends.cuda.libs import cublas as binding
+
+    a, b = cupy.ones((64, 32), cupy.float32), cupy.ones((32, 16), cupy.float32)
+    cublas.matmul_or_none(a, b)
+    h = cublas.handle()
+    assert binding.getMathMode(h.ptr) == cublas.DEFAULT_MATH
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        c = cublas.matmul_or_none(a, b)
+        s.synchronize()
+    assert float(c[0, 0]) == 32.0 and len(h.workspaces) >= 2 and h.stream == s.ptr
+    assert binding.getStream(h.ptr) == s.ptr
+    previous = cublas.set_tf32(True)
+    try:
+        cublas.matmul_or_none(a, b)
+        assert binding.getMathMode(h.ptr) == cublas.TF32_TENSOR_OP_MATH
+    finally:
+        cublas.set_tf32(previous)
+    cublas.matmul_or_none(a, b)
+    assert binding.getMathMode(h.ptr) == cublas.DEFAULT_MATH
+
+
+def test_gpu_gemm_tn_and_a_kernel_replay_from_a_cuda_graph(gpu):
+    """The route is capturable: with the handle's workspace set before capture, a stream capture records the GEMM
+    and an SGD kernel, and each replay applies them again."""
+    import cupy
+
+    a, b = cupy.full((8, 4), 0.5, cupy.float32), cupy.ones((8, 3), cupy.float32)
+    buf, w = cupy.zeros((4, 3), cupy.float32), cupy.zeros((4, 3), cupy.float32)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        cublas.gemm_tn(a, b, buf, 1.0, 1.0)                         # warm-up: binds the stream, sets its workspace
+        cuda_kernels.sgd_apply(w, buf, 0.5, 0.0)
+        s.synchronize()
+        s.begin_capture()
+        cublas.gemm_tn(a, b, buf, 1.0, 1.0)
+        cuda_kernels.sgd_apply(w, buf, 0.5, 0.0)
+        graph = s.end_capture()
+        for _ in range(3):
+            graph.launch(stream=s)
+        s.synchronize()
+    # buf gains a.T @ b = 4 per replay (1 warm-up + 3 replays); w loses 0.5 * buf after each
+    assert cupy.asnumpy(buf).tolist() == [[16.0] * 3] * 4
+    assert cupy.asnumpy(w).tolist() == [[-0.5 * (4 + 8 + 12 + 16)] * 3] * 4
