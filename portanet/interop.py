@@ -19,8 +19,9 @@ A layer class whose 2-D parameters are stored as the transpose of PyTorch's name
 
 Values may be torch tensors (CPU or CUDA), NumPy arrays, or any array that speaks DLPack. One already on the
 model's device (a torch CPU tensor for a "cpu" model, a torch CUDA tensor for "gpu:0") is read there through DLPack,
-with no trip through host memory; anything else goes through the host. Either way the model gets arrays of its
-own, C-contiguous, in its dtype: nothing is shared with the PyTorch model afterwards.
+with no trip through host memory; anything else goes through the host. Either way the values are copied into the
+model's own arrays (as torch's load_state_dict copies into its parameters), in its dtype: nothing is shared with
+the PyTorch model afterwards.
 """
 from __future__ import annotations
 
@@ -63,12 +64,15 @@ def load_torch_state_dict(model, state_dict, strict=True):
     device = model.device
     staged = [(t, _take(device, key, state_dict[key], t)) for key, t in targets.items() if key in state_dict]
     counts = [(m, _count(key, state_dict[key])) for key, m in counters.items() if key in state_dict]
+    # written into the model's own arrays, as torch's param.copy_(value) does: whatever holds them (an optimizer,
+    # a flat parameter buffer) keeps holding the loaded values
     for (module, name, kind, _), array in staged:
         if kind == "param":
             param = module._parameters[name]
-            param.data, param.grad = array, None
+            param.data[...] = array
+            param.grad = None
         else:
-            module.register_buffer(name, array)
+            module._buffers[name][...] = array
     for module, n in counts:
         module.num_batches_tracked = n
     return IncompatibleKeys(missing, unexpected)
@@ -155,7 +159,8 @@ def _key_message(model, missing, unexpected, given):
 
 # -- values -------------------------------------------------------------------------------------------------------
 def _take(device, key, value, target):
-    """``value`` checked against ``target`` and made into a fresh array of the model's on ``device``."""
+    """``value`` checked against ``target`` and read onto ``device`` in the target's dtype and layout (a view where
+    it can be: the caller copies it into the model's own array)."""
     module, name, kind, transposed = target
     current = module._parameters[name].data if kind == "param" else module._buffers[name]
     own = tuple(current.shape)
@@ -174,7 +179,7 @@ def _take(device, key, value, target):
                               "first (tensor.float())")
     if array.dtype != current.dtype:
         array = xp.astype(array, current.dtype)
-    return _fresh(device, array, transposed)
+    return xp.permute_dims(array, (1, 0)) if transposed else array
 
 
 def _shape_message(key, module, shape, expected, own, transposed):
@@ -182,7 +187,7 @@ def _shape_message(key, module, shape, expected, own, transposed):
         return (f"'{key}' has shape {shape} but {module!r} takes {expected} from PyTorch (out, in), the transpose "
                 f"of portanet's {own}: a portanet-layout array loads with model.load_state_dict; otherwise the "
                 "PyTorch layer has other sizes (a different architecture)")
-    flipped = " (the transpose of what it has)" if len(shape) == 2 and shape == tuple(reversed(expected)) else ""
+    flipped = " (the transpose of what it takes)" if len(shape) == 2 and shape == tuple(reversed(expected)) else ""
     layout = f" (PyTorch's layout; portanet stores {own})" if transposed else ""
     return (f"'{key}' has shape {shape}{flipped} but {module!r} takes {expected}{layout}: the state dict is for a "
             "different architecture; build the model with the PyTorch model's sizes")
@@ -197,12 +202,12 @@ def _onto(device, value, key, source=None):
     if shared is not None:
         return shared
     try:
-        host = (source or devices.device_of(value)).to_host(value)
-    except DeviceMismatchError:
-        host = value                   # not a library portanet knows: whatever NumPy makes of it
-    try:
+        try:
+            host = (source or devices.device_of(value)).to_host(value)
+        except DeviceMismatchError:
+            host = value               # not a library portanet knows: whatever NumPy makes of it
         return device.asarray(host)
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:        # e.g. bfloat16, which NumPy has no type for
         raise CheckpointError(f"'{key}' ({devices.describe(value)}, dtype {getattr(value, 'dtype', '?')}) cannot "
                               f"be read onto {device}: convert it to float32 first (tensor.float()); {e}") from e
 

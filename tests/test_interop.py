@@ -95,8 +95,10 @@ def test_a_model_trained_in_portanet_continues_in_torch():
 def test_loaded_weights_are_the_models_own():
     tm = torch_mlp()
     model = portanet_mlp()
+    held = model[0].weight.data, model[2].running_var          # as an optimizer or a flat buffer holds them
     pn.load_torch_state_dict(model, tm.state_dict())
     w = model[0].weight.data
+    assert w is held[0] and model[2].running_var is held[1]   # written in place, as torch's copy_ does
     assert w.shape == (20, 64) and w.flags.c_contiguous and w.flags.owndata
     np.testing.assert_array_equal(w, tm[0].weight.detach().numpy().T)
     with torch.no_grad():
@@ -185,6 +187,9 @@ def test_bad_values_and_arguments_are_explained():
         pn.load_torch_state_dict(model, dict(tm.state_dict(), **{"2.num_batches_tracked": torch.tensor(0.5)}))
     with pytest.raises(pn.CheckpointError, match=r"'0.bias' holds .*bool.* convert it"):
         pn.load_torch_state_dict(model, dict(tm.state_dict(), **{"0.bias": torch.zeros(64, dtype=torch.bool)}))
+    with pytest.raises(pn.CheckpointError, match=r"'0.bias' \(a torch.Tensor on torch:cpu, dtype torch.bfloat16\) "
+                                                 r"cannot be read onto cpu: convert it to float32 first"):
+        pn.load_torch_state_dict(model, dict(tm.state_dict(), **{"0.bias": torch.zeros(64, dtype=torch.bfloat16)}))
     with pytest.raises(ValueError, match=r"device must be a torch device such as 'torch:cpu'.*got 'cpu'"):
         pn.torch_state_dict(model, device="cpu")
 
