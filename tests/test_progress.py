@@ -112,3 +112,15 @@ def test_terminal_columns_of_a_real_terminal(monkeypatch):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_loader_without_a_length_counts_batches(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    term = Terminal()
+    p = progress.Progress(None, epoch=0, epochs=2, verbose=1, stream=term)
+    p.update(5, {"loss": 0.5, "accuracy": 0.7})
+    p.close(9, dict(LOGS), epoch=0, epochs=2)
+    assert all(len(line) <= 59 for line in rendered(term.getvalue()))
+    end = screen(term.getvalue())
+    assert end[0].startswith("epoch 1/2 9 batches [")
+    assert numbers_whole(end) == {"loss", "acc", "val_loss", "val_acc"}
