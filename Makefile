@@ -21,8 +21,9 @@ $(VENV)/.plot: $(VENV)/.core
 	$(PIP) -e '.[plot]'
 	touch $@
 
-## make demo: train the 784-256-256-10 MLP on real 28x28 data (MNIST, else Fashion-MNIST) on CPU
-demo: $(VENV)/.core
+## make demo: train the 784-256-256-10 MLP on real 28x28 data (MNIST, else Fashion-MNIST) on CPU; installs the
+## plot extra too, so that the README's snippets (history.plot) run in .venv as written
+demo: $(VENV)/.plot
 	./examples/demo.sh $(PY)
 
 ## make test: the whole suite on numpy, array-api-strict (two devices), torch; cupy where a GPU is

@@ -1,16 +1,39 @@
-"""What every example shares: --device / --epochs / --seed, and one-line errors instead of tracebacks."""
+"""What every example shares: --device / --epochs / --seed, help that shows defaults, one-line errors instead of
+tracebacks, and the same data rule as `make demo`: MNIST when it is here, else Fashion-MNIST, said on stderr."""
 import argparse
 import sys
 
 import portanet as pn
 
+DEVICES = "cpu, gpu, gpu:N, auto, torch:cpu, torch:cuda:N or strict:device1"
 
-def parser(doc, epochs, epochs_help=None):
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    p.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, auto, torch:cpu, strict:device1 ...")
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written (its paragraphs and usage line), and each option's default after its help;
+    options without a default (None) or flags that are off say so in their own words instead of '(default: None)'."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser(doc, epochs, epochs_help="Number of passes over the training data."):
+    p = argparse.ArgumentParser(description=doc.strip(), formatter_class=HelpFormatter)
+    p.add_argument("--device", default="cpu", help=f"Where to train: {DEVICES}.")
     p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="Seed for the initial weights, shuffling and augmentation.")
     return p
+
+
+def add_dataset_options(p):
+    """--dataset and --data-dir for the examples that train on 28x28 images."""
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=None,
+                   help="Which images to train on. Without it: MNIST when it is found or can be downloaded, "
+                        "else Fashion-MNIST (said on stderr), as `make demo` does.")
+    p.add_argument("--data-dir", default=None,
+                   help="Directory holding the four IDX files (.gz or raw). Without it: $PORTANET_DATA, "
+                        "~/.cache/portanet and, for Fashion-MNIST, /usr/share/datasets/fashion-mnist are searched.")
 
 
 def setup(args):
@@ -24,9 +47,39 @@ def setup(args):
 
 
 def load_images(dataset, data_dir):
-    """MNIST or Fashion-MNIST from the usual places; a missing dataset exits with the loader's explanation."""
-    load = pn.datasets.load_mnist if dataset == "mnist" else pn.datasets.load_fashion_mnist
+    """((x, y), (xt, yt), name) for --dataset (None: MNIST, else Fashion-MNIST). A dataset that cannot be found
+    exits with the loader's explanation and the option that fixes it."""
+    if dataset == "fashion-mnist":
+        return _load(pn.datasets.load_fashion_mnist, data_dir, "") + ("fashion-mnist",)
+    if dataset == "mnist":
+        return _load(pn.datasets.load_mnist, data_dir,
+                     "\nWith this script, --dataset fashion-mnist trains on Fashion-MNIST instead.") + ("mnist",)
+    try:
+        return pn.datasets.load_mnist(data_dir) + ("mnist",)
+    except pn.DatasetError:
+        print("note: MNIST was not found and could not be downloaded: training on Fashion-MNIST instead "
+              "(--dataset mnist says where MNIST was looked for; --dataset fashion-mnist skips the search)",
+              file=sys.stderr, flush=True)
+    return _load(pn.datasets.load_fashion_mnist, data_dir, "") + ("fashion-mnist",)
+
+
+def _load(load, data_dir, hint):
     try:
         return load(data_dir)
     except pn.DatasetError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {e}{hint}")
+
+
+def have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def matplotlib_or_exit(option):
+    """Stop before training when ``option`` asks for a plot that could not be drawn after it."""
+    if not have_matplotlib():
+        sys.exit(f"error: {option} needs matplotlib, which is not installed: pip install 'portanet[plot]' "
+                 f"(or run without {option})")

@@ -12,5 +12,5 @@ if ! "$PY" -c "import portanet as pn; pn.datasets.load_fashion_mnist(download=Fa
         (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true
     fi
 fi
-echo "MNIST is not available offline and could not be downloaded: training on Fashion-MNIST instead."
+echo "MNIST is not available offline and could not be downloaded: training on Fashion-MNIST instead." >&2
 exec "$PY" examples/mnist_mlp.py --dataset fashion-mnist --device cpu --epochs "${EPOCHS:-10}"

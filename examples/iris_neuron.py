@@ -11,7 +11,7 @@ from _cli import parser, setup
 
 
 def main(argv=None):
-    p = parser(__doc__, epochs=100)
+    p = parser(__doc__, epochs=100, epochs_help="Passes over the training data, for the neuron and for the network.")
     args = p.parse_args(argv)
     device = setup(args)
     x, y = pn.datasets.load_iris()

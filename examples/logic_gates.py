@@ -30,7 +30,9 @@ def perceptron(targets, epochs, lr=0.1):
 
 
 def main(argv=None):
-    p = parser(__doc__, epochs=3000, epochs_help="epochs for the XOR network")
+    p = parser(__doc__, epochs=3000,
+               epochs_help="Passes over the four XOR examples for the 2-2-1 network (each perceptron stops "
+                           "after 100).")
     args = p.parse_args(argv)
     device = setup(args)
     for name in ("AND", "OR", "NAND", "XOR"):

@@ -1,28 +1,37 @@
 #!/usr/bin/env python3
-"""Train a 784-256-256-10 ReLU MLP on MNIST or Fashion-MNIST.
+"""Train a 784-256-256-10 ReLU MLP on MNIST or Fashion-MNIST and print its test accuracy.
 
     python examples/mnist_mlp.py --dataset fashion-mnist --epochs 10 --device cpu
 
-The last line printed is exactly `test accuracy: NN.NN%`.
+Without --dataset it trains on MNIST when MNIST is found or can be downloaded, else on Fashion-MNIST (saying so
+on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import os
 import sys
 
 import portanet as pn
-from _cli import load_images, parser, setup
+from _cli import add_dataset_options, load_images, matplotlib_or_exit, parser, setup
 
 
 def parse(argv=None):
     p = parser(__doc__, epochs=10)
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument("--data-dir", default=None, help="directory with the four IDX files (default: searched)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
-    p.add_argument("--lr", type=float, default=None, help="default: 1e-3 for adam, 0.05 for sgd (momentum 0.9)")
-    p.add_argument("--checkpoint", default=None, help="save after every epoch; resume from it when it exists")
-    p.add_argument("--plot", default=None, help="write loss/accuracy curves to this PNG")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples (quick runs)")
-    p.add_argument("--verbose", type=int, default=1)
+    add_dataset_options(p)
+    p.add_argument("--batch-size", type=int, default=128, help="Training samples per step.")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
+                   help="Adam, or SGD with momentum 0.9.")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Learning rate. Without it: 1e-3 for adam, 0.05 for sgd.")
+    p.add_argument("--checkpoint", default=None,
+                   help="File to save the model and optimizer to after every epoch; when it exists, training "
+                        "resumes from it up to --epochs in all.")
+    p.add_argument("--plot", default=None,
+                   help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
+                        "pip install 'portanet[plot]').")
+    p.add_argument("--limit", type=int, default=None,
+                   help="Train on the first N training images only, for quick runs.")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
+                        "0: only the results.")
     return p.parse_args(argv)
 
 
@@ -33,8 +42,10 @@ def build(device):
 
 def main(argv=None):
     args = parse(argv)
+    if args.plot:
+        matplotlib_or_exit("--plot")
     device = setup(args)
-    (x, y), (xt, yt) = load_images(args.dataset, args.data_dir)
+    (x, y), (xt, yt), dataset = load_images(args.dataset, args.data_dir)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     model = build(device)
@@ -54,10 +65,10 @@ def main(argv=None):
             remaining = max(0, args.epochs - int(meta["epoch"]))
             print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
         callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
-    print(f"{args.dataset}: {len(x)} training / {len(xt)} test images on {device}; {args.optimizer} lr={lr}")
+    print(f"{dataset}: {len(x)} training / {len(xt)} test images on {device}; {args.optimizer} lr={lr}")
     history = pn.fit(model, pn.CrossEntropyLoss(), opt, train, epochs=remaining, val_loader=test,
                      callbacks=callbacks, verbose=args.verbose)
-    if args.plot and len(history):
+    if args.plot and history.epoch:
         history.plot(args.plot)
         print(f"curves written to {args.plot}")
     acc = pn.evaluate(model, test)["accuracy"]

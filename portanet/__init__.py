@@ -3,7 +3,7 @@
     import portanet as pn
     model = pn.Sequential(pn.Dense(784, 100), pn.Sigmoid(), pn.Dense(100, 10), device="cpu")
 """
-from . import callbacks, datasets, init, layers, losses, metrics, optim, transforms
+from . import callbacks, datasets, init, interop, layers, losses, metrics, optim, transforms
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                         TerminateOnNaN)
 from .data import ArrayDataset, DataLoader, one_hot, train_val_split
@@ -17,6 +17,7 @@ from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeLoss, Hu
                      NLLLoss)
 from .module import Module, Parameter, Sequential
 from .history import History
+from .interop import load_torch_state_dict, torch_state_dict
 from .io import load, save
 from .random import seed
 from .train import evaluate, fit, predict
@@ -37,9 +38,11 @@ __all__ = [
     "ArrayDataset", "DataLoader", "one_hot", "train_val_split", "Compose", "GaussianNoise", "RandomFlip",
     "RandomRotation", "RandomShift", "fit", "evaluate", "predict", "History", "save", "load",
     "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
+    # PyTorch interop
+    "load_torch_state_dict", "torch_state_dict",
     # checks and errors
     "gradcheck", "GradcheckError", "CheckpointError", "DatasetError", "DeviceError", "DeviceMismatchError",
     "DeviceUnavailableError", "NonFiniteError", "NotFittedError", "ShapeError",
     # submodules
-    "callbacks", "datasets", "init", "layers", "losses", "metrics", "optim", "transforms",
+    "callbacks", "datasets", "init", "interop", "layers", "losses", "metrics", "optim", "transforms",
 ]

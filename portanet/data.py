@@ -34,8 +34,9 @@ class ArrayDataset:
 class DataLoader:
     """Mini-batches on a device.
 
-    x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset
-                   (``__len__``, ``__getitem__`` returning host arrays) as x with y=None
+    x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset (``__len__``,
+                   ``__getitem__`` returning host arrays) as x with y=None. Another library's arrays in CPU
+                   memory (torch CPU tensors) are used in place through DLPack; GPU arrays are copied to the host
     batch_size     samples per batch; the last batch is smaller unless drop_last
     shuffle        a fresh permutation each epoch, drawn on the host from (seed, epoch): the same seed
                    gives the same batches on every backend, and resuming at epoch e needs only e
@@ -66,7 +67,7 @@ class DataLoader:
         self.epoch = 0
         self._dataset = None
         if y is None and not isinstance(x, np.ndarray) and hasattr(x, "__getitem__") and hasattr(x, "__len__") \
-                and not self.device.holds(x):
+                and not hasattr(x, "__dlpack__") and not self.device.holds(x):
             self._dataset = x
             self._n = len(x)
             self.x = self.y = None
@@ -94,6 +95,9 @@ class DataLoader:
     def _host(self, a, name):
         if isinstance(a, np.ndarray):
             return a
+        shared = _cpu_view(a)
+        if shared is not None:
+            return shared
         if hasattr(a, "__array_namespace__") and not isinstance(a, (list, tuple)):
             dev = devices.device_of(a)
             return dev.to_host(a)
@@ -248,6 +252,21 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({self._n} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"device={self.device}, placement={self.placement!r})")
+
+
+def _cpu_view(a):
+    """An array of another library in CPU memory (a torch CPU tensor, a JAX CPU array) as a NumPy array sharing
+    its memory through DLPack, or None (no DLPack, not in CPU memory, or refused: a tensor that requires grad)."""
+    if not hasattr(a, "__dlpack_device__") or devices.is_simulated(a):
+        return None
+    try:
+        kind, _ = a.__dlpack_device__()
+        return np.from_dlpack(a) if int(kind) == DLPACK_CPU else None
+    except (BufferError, RuntimeError, TypeError, ValueError, AttributeError):
+        return None
+
+
+DLPACK_CPU = 1          # DLDeviceType kDLCPU
 
 
 def _mix(seed, epoch):

@@ -20,14 +20,15 @@ _FLOAT_NAMES = ("float32", "float64")
 class Device:
     """Where arrays live. ``xp`` is the Array API namespace that computes there.
 
-    asarray(host, dtype=None, copy=None)  host array -> array on this device
+    asarray(host, dtype=None, copy=None)  host array (or another library's array here) -> array on this device
+    from_dlpack(a)                        another library's array on this same device, sharing its memory, or None
     to_host(a)                            array on this device -> NumPy
     rng(seed=None)                        a seeded Generator drawing on this device
     kernel(name)                          a fused kernel the backend offers here, or None (backends/kernels.py)
     synchronize()                         wait for queued work (no-op on CPU)
     """
 
-    __slots__ = ("backend", "native", "label", "xp", "_types", "_floats", "_key")
+    __slots__ = ("backend", "native", "label", "xp", "_types", "_floats", "_key", "_dlpack")
 
     def __init__(self, backend, native):
         self.backend = backend
@@ -42,6 +43,7 @@ class Device:
             self._floats[dt] = n
             self._floats[backend.xp.empty((0,), dtype=dt, device=native).dtype] = n
         self._key = (backend.name, self.label)
+        self._dlpack = _dlpack_device(backend, native)
         backend.prepare(native)
 
     # -- identity -----------------------------------------------------------------------
@@ -72,7 +74,33 @@ class Device:
 
     # -- arrays -------------------------------------------------------------------------
     def asarray(self, host, dtype=None, copy=None):
+        """``host`` (a NumPy array, anything NumPy takes, or an array of another library) as an array here.
+        Another library's array already on this device (a torch CPU tensor for "cpu", a torch CUDA tensor for
+        "gpu:0") is taken through DLPack without a copy unless ``dtype`` or ``copy`` asks for one."""
+        if (not isinstance(host, self._types) and self._dlpack is not None and hasattr(host, "__dlpack__")
+                and not _is_host_array(host)):
+            shared = self.from_dlpack(host)
+            if shared is not None:
+                host = shared
         return self.backend.asarray(host, self.native, self.dtype(dtype) if dtype is not None else None, copy)
+
+    def from_dlpack(self, a):
+        """``a``, an array of another library on this same physical device, as an array of this device's library
+        sharing its memory (DLPack: no copy); None where that cannot be: no DLPack, another device, a read-only
+        array (the model may update it in place), a library that refuses (a torch tensor that requires grad),
+        or array-api-strict's simulated devices."""
+        if self._dlpack is None or not hasattr(a, "__dlpack_device__") or is_simulated(a):
+            return None
+        if getattr(getattr(a, "flags", None), "writeable", True) is False:
+            return None
+        try:
+            kind, index = a.__dlpack_device__()
+            if (int(kind), int(index)) != self._dlpack:
+                return None
+            shared = self.xp.from_dlpack(a)
+        except (BufferError, RuntimeError, TypeError, ValueError, AttributeError):
+            return None
+        return shared if self.holds(shared) else None
 
     def to_host(self, a):
         return self.backend.to_host(a)
@@ -125,6 +153,29 @@ class Device:
             raise DeviceMismatchError(f"{where} is on {self.label} but got {describe(a)}: "
                                       + (fix or f"move it with {self!r}.asarray(x), or pass device='{self.label}' "
                                          "to the DataLoader"))
+
+
+def _dlpack_device(backend, native):
+    """(DLPack device type, index) of this device's arrays, or None where portanet does not exchange through
+    DLPack: array-api-strict's devices are simulated, and its device1 must refuse other arrays."""
+    if backend.name == "strict":
+        return None
+    try:
+        kind, index = backend.xp.empty((0,), device=native).__dlpack_device__()
+    except (AttributeError, TypeError, RuntimeError, BufferError):
+        return None
+    return int(kind), int(index)
+
+
+def is_simulated(a) -> bool:
+    """array-api-strict's arrays say "CPU" to DLPack whatever their simulated device: they never take that way."""
+    strict = backends.get("strict")
+    return strict.unavailable() is None and isinstance(a, strict.array_types())
+
+
+def _is_host_array(a) -> bool:
+    """NumPy arrays take each backend's own path (which copies read-only ones, and shares the rest)."""
+    return isinstance(a, backends.get("numpy").array_types())
 
 
 def describe(a) -> str:

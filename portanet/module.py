@@ -84,7 +84,8 @@ class Module:
 
     forward(x) computes and keeps what backward needs; backward(dy) returns dL/dx and
     accumulates dL/dparam into each Parameter's ``grad``. ``module(x)`` checks that x lives on
-    the module's device, then runs forward.
+    the module's device, then runs forward; an array of another library on that same device (a torch CPU
+    tensor for a "cpu" model) is taken through DLPack without a copy, and the output is the module's own kind.
     """
 
     generator = None        # modules that draw randomness in forward (Dropout) expose their Generator
@@ -112,7 +113,12 @@ class Module:
 
     def __call__(self, x):
         if not self._device.holds(x):
-            self._device.check(x, f"{self!r}")
+            # another library's array on this same device is taken without a copy (DLPack); anything else is
+            # an error that names both places
+            shared = self._device.from_dlpack(x)
+            if shared is None:
+                self._device.check(x, f"{self!r}")
+            x = shared
         return self.forward(x)
 
     def _needs_forward(self, saved):
@@ -236,7 +242,8 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
             raise CheckpointError(f"state does not fit {type(self).__name__}: {'; '.join(parts)}. "
-                                  "Build the same architecture that saved it, or pass strict=False")
+                                  "Build the same architecture that saved it, or pass strict=False"
+                                  + _torch_hint(state))
         staged = []
         for name, (kind, target) in targets.items():
             if name not in state:
@@ -245,12 +252,14 @@ class Module:
             current = target.data if kind == "param" else target[0]._buffers[target[1]]
             shape = tuple(getattr(value, "shape", ()))
             if shape != tuple(current.shape):
+                flipped = len(shape) == 2 and shape == tuple(current.shape)[::-1]
                 raise CheckpointError(f"'{name}' has shape {shape} in the saved state but {tuple(current.shape)} "
-                                      "in this model: the checkpoint is for a different architecture")
+                                      "in this model: the checkpoint is for a different architecture"
+                                      + _torch_hint(state, flipped))
             kind_char = getattr(getattr(value, "dtype", None), "kind", "?")
             if kind_char not in "fiub":
                 raise CheckpointError(f"'{name}' holds {getattr(value, 'dtype', type(value))} data; "
-                                      "only numeric arrays can be loaded")
+                                      "only numeric arrays can be loaded" + _torch_hint(state))
             dt = current.dtype
             staged.append((kind, target, self._device.asarray(value, dtype=dt if self._device.is_float(dt) else None,
                                                               copy=True)))
@@ -410,6 +419,18 @@ class Sequential(Module):
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+
+def _torch_hint(state, transposed=False) -> str:
+    """A PyTorch state_dict given to load_state_dict fails on its transposed Linear weights, its BatchNorm counts or
+    its tensors: say where it loads instead."""
+    if transposed:
+        return (", or it is the transpose of this model's, as in a PyTorch state_dict (nn.Linear stores (out, in)):"
+                " pn.load_torch_state_dict(model, state) loads those")
+    torch_like = any(str(k).endswith("num_batches_tracked") for k in state) or any(
+        type(v).__module__.split(".")[0] == "torch" for v in state.values())
+    return (" (this is a PyTorch state_dict: pn.load_torch_state_dict(model, state) loads it, transposing "
+            "Linear weights)") if torch_like else ""
 
 
 def check_features(layer, x, expected: int, what: str = "features"):

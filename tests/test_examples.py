@@ -1,4 +1,5 @@
-"""Each example runs for one quick epoch on small data and exits 0."""
+"""Each example runs for one quick epoch on small data and exits 0; each says what it needs and what it does."""
+import argparse
 import os
 import subprocess
 import sys
@@ -7,15 +8,16 @@ import pathlib
 import numpy as np
 import pytest
 
+from example_cli import SCRIPTS, parser_of
 from portanet.datasets import write_idx
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
+def write_images(d, seed=0):
+    """The four IDX files of a 300 / 100 image stand-in for MNIST in ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
     for stem, n in (("train", 300), ("t10k", 100)):
         y = rng.integers(0, 10, n).astype(np.uint8)
         x = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
@@ -25,12 +27,39 @@ def tiny_mnist(tmp_path_factory):
     return d
 
 
-def run(*args, timeout=240):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """An environment where MNIST is nowhere and cannot be downloaded (every request goes to a closed port), and
+    $PORTANET_DATA holds a small Fashion-MNIST."""
+    data = tmp_path / "data"
+    write_images(data / "fashion-mnist", seed=1)
+    dead = "http://127.0.0.1:9"
+    return {"PORTANET_DATA": str(data), "XDG_CACHE_HOME": str(tmp_path / "cache"), "http_proxy": dead,
+            "https_proxy": dead, "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "no_proxy": "", "NO_PROXY": ""}
+
+
+@pytest.fixture
+def no_matplotlib(tmp_path):
+    """PYTHONPATH that makes `import matplotlib` fail, as where it is not installed."""
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named matplotlib (test stand-in)')\n")
+    return {"PYTHONPATH": str(fake.parent)}
+
+
+def run(*args, timeout=240, env=None, ok=True):
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
                        cwd=ROOT)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    if ok:
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+    return r
 
 
 def test_mnist_mlp_and_resume(tiny_mnist, tmp_path):
@@ -67,10 +96,69 @@ def test_curve_fit(tmp_path):
     assert "sigmoid" in out and "relu" in out
 
 
-@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "iris_neuron.py", "logic_gates.py",
-                                    "curve_fit.py"])
-def test_help(script):
-    assert "--device" in run(ROOT / "examples" / script, "--help")
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py"])
+def test_without_mnist_the_mnist_scripts_train_on_fashion_mnist_and_say_so(script, offline):
+    r = run(ROOT / "examples" / script, "--epochs", "1", "--verbose", "0", env=offline, ok=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.startswith("note: MNIST was not found and could not be downloaded: training on Fashion-MNIST "
+                               "instead (--dataset mnist says where MNIST was looked for; --dataset fashion-mnist "
+                               "skips the search)")
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith("test accuracy: ")
+    if script == "mnist_mlp.py":
+        assert lines[0].startswith("fashion-mnist: 300 training / 100 test images on cpu")
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py"])
+def test_asking_for_mnist_offline_names_the_option_that_works(script, offline):
+    r = run(ROOT / "examples" / script, "--dataset", "mnist", "--epochs", "1", env=offline, ok=False)
+    assert r.returncode == 1 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: mnist not found.")
+    assert r.stderr.rstrip().endswith("With this script, --dataset fashion-mnist trains on Fashion-MNIST instead.")
+
+
+def test_a_plot_without_matplotlib_stops_before_training(tiny_mnist, no_matplotlib):
+    r = run(ROOT / "examples/mnist_mlp.py", "--data-dir", tiny_mnist, "--plot", "curves.png", env=no_matplotlib,
+            ok=False)
+    assert r.returncode == 1 and r.stdout == ""           # nothing trained, nothing printed
+    assert r.stderr == ("error: --plot needs matplotlib, which is not installed: pip install 'portanet[plot]' "
+                        "(or run without --plot)\n")
+
+
+def test_curve_fit_without_matplotlib_fits_and_says_why_there_is_no_plot(tmp_path, no_matplotlib):
+    r = run(ROOT / "examples/curve_fit.py", "--epochs", "5", "--plot", tmp_path / "fit.png", env=no_matplotlib,
+            ok=False)
+    assert r.returncode == 0 and "sigmoid" in r.stdout and "plot written" not in r.stdout
+    assert r.stderr.startswith("note: matplotlib is not installed (pip install 'portanet[plot]')")
+    assert not (tmp_path / "fit.png").exists()
+
+
+def test_mnist_mlp_writes_its_plot(tiny_mnist, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run(ROOT / "examples/mnist_mlp.py", "--data-dir", tiny_mnist, "--epochs", "1", "--verbose", "0",
+              "--plot", tmp_path / "curves.png")
+    assert f"curves written to {tmp_path / 'curves.png'}" in out
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_is_whole_sentences_with_defaults(script):
+    p = parser_of(script)
+    doc = (ROOT / "examples" / script).read_text().split('"""')[1].strip()
+    assert p.description == doc                       # the whole docstring, not its first line cut mid-sentence
+    assert isinstance(p.formatter_class, type) and issubclass(p.formatter_class, argparse.HelpFormatter)
+    formatter = p._get_formatter()
+    for action in p._actions:
+        if action.dest == "help":
+            continue
+        text = action.help or ""
+        assert text[:1].isupper() or text[:1].isdigit(), (action.dest, text)
+        assert text.rstrip().endswith("."), (action.dest, text)
+        shown = formatter._get_help_string(action)
+        if action.default is not None and action.default is not False:
+            assert "%(default)s" in shown, action.dest      # every default is printed
+    usage = run(ROOT / "examples" / script, "--help")
+    assert " ".join(doc.split()) in " ".join(usage.split()) and "(default: cpu)" in usage
 
 
 @pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "iris_neuron.py", "logic_gates.py",

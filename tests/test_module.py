@@ -116,8 +116,8 @@ def test_common_mistakes_get_errors_that_name_the_fix():
         pn.Dense(2, 2, device="strict:device1")(np.zeros((1, 2), np.float32))
     import torch
 
-    with pytest.raises(pn.DeviceMismatchError, match="torch.Tensor on torch:cpu"):
-        pn.Dense(2, 2)(torch.zeros(1, 2))
+    with pytest.raises(pn.DeviceMismatchError, match="torch.Tensor on torch:cpu"):   # (on "cpu" it goes in: DLPack)
+        pn.Dense(2, 2, device="strict")(torch.zeros(1, 2))
 
 
 def test_backward_without_input_grad_stops_at_the_first_trainable_layer():

@@ -47,7 +47,7 @@ def test_terminate_on_nan_stops_cleanly_with_good_weights():
     hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), epochs=3,
                   callbacks=[pn.TerminateOnNaN()], verbose=0)
     after = model.state_dict()
-    assert len(hist) == 0
+    assert len(hist.epoch) == 0
     assert all(np.all(np.isfinite(v)) for v in after.values())
     for k in before:   # no refresh happened before the bad step here, so the epoch's starting weights remain
         np.testing.assert_array_equal(after[k], before[k])

@@ -28,7 +28,7 @@ def test_fit_reaches_a_stated_loss(ctx):
     hist = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=15, val_loader=loader, verbose=0)
     assert hist["loss"][-1] < 0.15 and hist["accuracy"][-1] > 0.95
     assert hist["loss"][0] > hist["loss"][-1]
-    assert len(hist) == 15 and set(hist.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert len(hist.epoch) == 15 and set(hist.history) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     res = pn.evaluate(model, loader, pn.CrossEntropyLoss())
     assert res["accuracy"] == pytest.approx(hist["val_accuracy"][-1])
     out = pn.predict(model, x, batch_size=50)
@@ -61,7 +61,7 @@ def test_early_stopping_restores_the_best_weights():
     hist = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=40, val_loader=val, callbacks=[Spy(), stopper],
                   verbose=0)
     best = min(seen, key=lambda e: seen[e][0])
-    assert stopper.best_epoch == best and len(hist) < 40
+    assert stopper.best_epoch == best and len(hist.epoch) < 40
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, seen[best][1][k])
 

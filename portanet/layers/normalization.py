@@ -10,6 +10,8 @@ class BatchNorm1d(Module):
 
     Training uses the batch's mean and (biased) variance and updates running_mean / running_var
     (unbiased) with ``momentum``; eval mode uses the running statistics, as PyTorch does.
+    ``num_batches_tracked`` counts the training batches seen, as PyTorch's buffer of that name does; nothing here
+    reads it, so it stays a host int outside the state_dict, and pn.torch_state_dict writes it for PyTorch.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, device=None, dtype=None):
@@ -27,6 +29,7 @@ class BatchNorm1d(Module):
             self.weight = self.bias = None
         self.register_buffer("running_mean", xp.zeros((num_features,), dtype=dt, device=nat))
         self.register_buffer("running_var", xp.ones((num_features,), dtype=dt, device=nat))
+        self.num_batches_tracked = 0
         self._saved = None
 
     def forward(self, x):
@@ -43,6 +46,7 @@ class BatchNorm1d(Module):
             mean = xp.mean(x, axis=0)
             centered = x - mean
             var = xp.mean(centered * centered, axis=0)
+            self.num_batches_tracked += 1
             m = self.momentum
             self.running_mean *= 1.0 - m
             self.running_mean += m * mean
