@@ -125,7 +125,7 @@ class CupyBackend(Backend):
         kernel = table.get(name)
         if kernel is None:
             raise ValueError(f"no kernel named {name!r}; kernels are {', '.join(table)}")
-        return kernel if host_kernels._enabled else None
+        return kernel if host_kernels.enabled() else None
 
     def synchronize(self, native):
         with native:

@@ -76,6 +76,11 @@ def set_enabled(flag: bool) -> None:
     _enabled = bool(flag)
 
 
+def enabled() -> bool:
+    """Whether kernels are on (PORTANET_KERNELS, set_enabled): every backend's kernels follow this switch."""
+    return _enabled
+
+
 def built() -> bool:
     """Whether the C kernels were compiled at install."""
     return _compiled is not None
