@@ -31,11 +31,17 @@ class Callback:
 
 
 def _mode(monitor, mode):
+    """'min' or 'max'. "auto" reads the name (Keras): losses go down, accuracies go up; anything else must say."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        return "max" if "acc" in monitor else "min"
-    return mode
+    if mode != "auto":
+        return mode
+    if "acc" in monitor:
+        return "max"
+    if monitor.endswith("loss"):
+        return "min"
+    raise ValueError(f"mode='auto' cannot tell whether '{monitor}' should go down or up: pass mode='min' or "
+                     "mode='max'")
 
 
 def _monitored(cb, logs):
@@ -46,39 +52,69 @@ def _monitored(cb, logs):
     return logs[cb.monitor]
 
 
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
-    restore_best_weights=True puts the best epoch's weights back when training ends."""
+def _worst(mode):
+    return math.inf if mode == "min" else -math.inf
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False):
-        if patience < 0:
-            raise ValueError(f"patience must be >= 0, got {patience}")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has stopped improving, as Keras' EarlyStopping (and Lightning's) do.
+
+    An epoch improves when its value beats the best so far by more than ``min_delta`` (mode "min":
+    value < best - min_delta; "max": value > best + min_delta; NaN never improves). ``patience`` is the number of
+    epochs without improvement to wait: training stops at the end of the patience-th such epoch in a row, so a
+    value that never improves runs 1 + patience epochs (the first sets the best; patience 0 stops at the first
+    epoch without improvement, as patience 1 does). Each fit starts afresh.
+
+    mode              "min", "max" or "auto" (max for names with "acc", min for names ending in "loss")
+    baseline          a value to beat: the wait restarts only on an epoch that beats both the best so far and the
+                      baseline, so training also stops after ``patience`` epochs (and at least two) that do not
+                      reach it (Keras)
+    start_from_epoch  epochs of this fit not monitored at its start (a warm-up; Keras)
+    restore_best_weights  True: put the best epoch's weights back when training ends, whether it stopped
+                      early or ran out of epochs (Keras 3)
+
+    After fit: ``best``, ``best_epoch`` and ``stopped_epoch`` (None when it did not stop training).
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False,
+                 baseline=None, start_from_epoch=0):
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        if not isinstance(start_from_epoch, int) or start_from_epoch < 0:
+            raise ValueError(f"start_from_epoch must be an int >= 0, got {start_from_epoch!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, abs(float(min_delta))
         self.mode = _mode(monitor, mode)
+        self.baseline = None if baseline is None else float(baseline)
+        self.start_from_epoch = start_from_epoch
         self.restore_best_weights = restore_best_weights
-        self.best = self.best_epoch = self.best_weights = None
-        self.wait = 0
-        self.stopped_epoch = None
+        self.on_train_begin()
 
     def on_train_begin(self):
-        self.best, self.best_epoch, self.best_weights, self.wait, self.stopped_epoch = None, None, None, 0, None
+        self.best, self.best_epoch, self.best_weights, self.stopped_epoch = _worst(self.mode), None, None, None
+        self.wait, self._seen = 0, 0
 
-    def _better(self, value):
-        if self.best is None:
-            return True
-        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+    def _improves(self, value, reference):
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
 
     def on_epoch_end(self, epoch, logs):
         value = _monitored(self, logs)
-        if self._better(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        self._seen += 1
+        if self._seen <= self.start_from_epoch:
+            return
+        self.wait += 1
+        if self._improves(value, self.best):
+            self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.trainer.model.state_dict()
-        else:
-            self.wait += 1
-            if self.wait > self.patience:
-                self.stopped_epoch = epoch
-                self.trainer.stop_training = True
+            if self.baseline is None or self._improves(value, self.baseline):
+                self.wait = 0
+                return
+        # Keras: never on the first monitored epoch (a baseline not reached there needs one more)
+        if self.wait >= self.patience and self._seen > self.start_from_epoch + 1:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
 
     def on_train_end(self):
         if self.restore_best_weights and self.best_weights is not None:
@@ -88,21 +124,28 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save model, optimizer and loader position after each epoch (``save_best_only``: only when
-    ``monitor`` improves). ``path`` may contain ``{epoch}``. Resume with
-    ``pn.load(path, model, optimizer, loader=train_loader)`` and call fit again."""
+    """Save model, optimizer and loader position after each epoch. ``path`` may contain ``{epoch}``.
+    Resume with ``pn.load(path, model, optimizer, loader=train_loader)`` and call fit again.
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+    save_best_only           save only when ``monitor`` beats the best value saved so far (strictly, no
+                             min_delta; NaN never does), as Keras' ModelCheckpoint; the best carries over to
+                             later fit calls with the same callback
+    mode                     "min", "max" or "auto" (as EarlyStopping)
+    initial_value_threshold  the value the first save must beat (Keras); default: any finite value
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", initial_value_threshold=None):
         self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, save_best_only
-        self.mode = _mode(monitor, mode)
-        self.best = None
+        # the monitor's direction matters only to save_best_only (saving every epoch monitors nothing)
+        self.mode = _mode(monitor, mode) if save_best_only else _mode("loss", mode)
+        self.best = _worst(self.mode) if initial_value_threshold is None else float(initial_value_threshold)
 
     def on_epoch_end(self, epoch, logs):
         from .io import save
 
         if self.save_best_only:
             value = _monitored(self, logs)
-            if self.best is not None and not (value < self.best if self.mode == "min" else value > self.best):
+            if not (value < self.best if self.mode == "min" else value > self.best):
                 return
             self.best = value
         t = self.trainer

@@ -2,7 +2,7 @@
 
 ``DataLoader(x, y, batch_size, shuffle, device=...)`` yields ``(xb, yb)`` already on the device,
 in the model's dtype. uint8 images travel as uint8 and are converted (and scaled by 1/255) on
-the device, batch by batch.
+the device, batch by batch: the same rule for arrays, ArrayDataset and any Dataset (DataLoader's docstring).
 """
 from __future__ import annotations
 
@@ -35,20 +35,27 @@ class DataLoader:
     """Mini-batches on a device.
 
     x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset (``__len__``,
-                   ``__getitem__`` returning host arrays) as x with y=None. Another library's arrays in CPU
-                   memory (torch CPU tensors) are used in place through DLPack; GPU arrays are copied to the host
+                   ``__getitem__`` returning host arrays x_i or pairs (x_i, y_i)) as x with y=None; an ArrayDataset
+                   is read as its two arrays. Another library's arrays in CPU memory (torch CPU tensors) are used
+                   in place through DLPack; GPU arrays are read back to the host once
     batch_size     samples per batch; the last batch is smaller unless drop_last
     shuffle        a fresh permutation each epoch, drawn on the host from (seed, epoch): the same seed
                    gives the same batches on every backend, and resuming at epoch e needs only e
     device         where batches are delivered (a spec or Device; default: the default device)
     dtype          float dtype of xb (and of yb when y is floating); integer y stays int64
-    scale          multiplier applied on the device after conversion; default 1/255 for uint8 x, else 1
+    scale          multiplier applied on the device after conversion; default (None): 1/255 when the samples x
+                   are uint8, else 1
     transform      augmentation run on the device per batch (portanet.transforms), e.g.
                    Compose(RandomShift(2), RandomRotation(10)); give it to training loaders only
     placement      "device": upload the dataset once and gather batches there (no per-batch copy);
                    "stream": copy each batch (on CuPy through pinned buffers, asynchronously, one batch
                    ahead); "auto": "device" when the data take under a quarter of the device's free
                    memory (always on CPU backends)
+
+    One conversion rule for every path (arrays, ArrayDataset, a Dataset, "device" or "stream" placement, the
+    loader predict and evaluate build): xb arrives in ``dtype``, and uint8 samples are scaled by 1/255 into
+    [0, 1] (torchvision's ToTensor does the same); samples of any other dtype (int, bool, float) are converted
+    without scaling. A Dataset's sample dtype is read from its first item.
     """
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None, device=None,
@@ -66,24 +73,37 @@ class DataLoader:
         self.seed = _random.next_seed() if seed is None else int(seed)
         self.epoch = 0
         self._dataset = None
-        if y is None and not isinstance(x, np.ndarray) and hasattr(x, "__getitem__") and hasattr(x, "__len__") \
-                and not hasattr(x, "__dlpack__") and not self.device.holds(x):
+        sample_dtype = None
+        if isinstance(x, ArrayDataset):          # its arrays, with every fast path arrays have
+            if y is not None:
+                raise TypeError("DataLoader got an ArrayDataset and y: the dataset holds its targets; drop y")
+            x, y = x.x, x.y
+        # a list with y is x's rows; alone it may be samples (x_i, y_i), so it is read as a Dataset
+        if not _is_array(x) and hasattr(x, "__getitem__") and hasattr(x, "__len__") and \
+                not (isinstance(x, (list, tuple)) and y is not None):
+            if y is not None:
+                raise TypeError(f"DataLoader got a {type(x).__name__} (a Dataset) and y: a Dataset yields its own "
+                                "targets as (x_i, y_i); drop y")
             self._dataset = x
             self._n = len(x)
             self.x = self.y = None
             placement = "stream"
+            if self._n:
+                first = x[0]
+                sample_dtype = np.asarray(first[0] if isinstance(first, tuple) else first).dtype
         else:
             self.x, self.y = self._host(x, "x"), (None if y is None else self._host(y, "y"))
             self._n = len(self.x)
             if self.y is not None and len(self.y) != self._n:
                 raise ShapeError(f"x has {self._n} samples but y has {len(self.y)}: they must match one to one")
+            sample_dtype = self.x.dtype
         if self._n == 0:
             raise ValueError("the dataset is empty: a DataLoader needs at least one sample")
         if self.drop_last and self._n < batch_size:
             raise ValueError(f"drop_last=True with {self._n} samples and batch_size={batch_size} leaves no batch: "
                              "use a smaller batch_size or drop_last=False")
         if scale is None:
-            scale = 1.0 / 255.0 if self.x is not None and self.x.dtype == np.uint8 else 1.0
+            scale = 1.0 / 255.0 if sample_dtype == np.uint8 else 1.0
         self.scale = float(scale)
         self.placement = self._choose(placement)
         self._x_dev = self._y_dev = None
@@ -267,6 +287,13 @@ def _cpu_view(a):
 
 
 DLPACK_CPU = 1          # DLDeviceType kDLCPU
+
+
+def _is_array(a) -> bool:
+    """An array of some library (NumPy, CuPy, torch, array-api-strict, anything with DLPack), as opposed to a
+    Dataset object."""
+    return isinstance(a, np.ndarray) or hasattr(a, "__array_namespace__") or hasattr(a, "__dlpack__") or (
+        hasattr(a, "__array__") and hasattr(a, "shape") and hasattr(a, "dtype"))
 
 
 def _mix(seed, epoch):

@@ -1,22 +1,19 @@
 """What fit returns: per-epoch numbers by metric name, and a plot of them."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 
-
-class History(Mapping):
-    """The numbers ``fit`` logged, one list per metric: a read-only Mapping of metric name -> list of floats,
-    as Keras' ``History.history`` is a dict.
+class History:
+    """The numbers ``fit`` logged, one list per metric, read like Keras' ``History.history`` dict.
 
     ``history["loss"][i]`` is the mean training loss of epoch ``history.epoch[i]`` (0-based, counted from the
     loader's position, so a second ``fit`` call goes on from where the first stopped); likewise ``accuracy``,
     ``val_loss`` and ``val_accuracy`` (with a ``val_loader``), ``lr`` (the learning rate the epoch ended with)
     and ``seconds`` (its wall time). A metric that an epoch did not log holds None there.
 
-    As a Mapping: ``keys()`` / ``iter(history)`` give the metric names in the order first logged, ``"val_loss" in
-    history`` says whether it was logged, ``dict(history)`` or ``pandas.DataFrame(history)`` copies it out, and
-    ``len(history)`` is the number of metrics (0 before any epoch ran). The number of epochs is
-    ``len(history.epoch)``. ``history.history`` is the underlying dict (Keras' name for it).
+    Dict-like over metric names: ``keys()`` / ``iter(history)`` give them in the order first logged, ``items()``,
+    ``values()``, ``get()``, ``"val_loss" in history``, and ``dict(history)`` or ``pandas.DataFrame(history)``
+    copies it out. ``len(history)`` is the number of epochs logged (as it has always been; the metrics are
+    ``len(history.keys())``). ``history.history`` is the underlying dict (Keras' name for it).
     """
 
     def __init__(self):
@@ -43,8 +40,20 @@ class History(Mapping):
     def __iter__(self):
         return iter(self.history)
 
+    def keys(self):
+        return self.history.keys()
+
+    def items(self):
+        return self.history.items()
+
+    def values(self):
+        return self.history.values()
+
+    def get(self, key, default=None):
+        return self.history.get(key, default)
+
     def __len__(self):
-        return len(self.history)
+        return len(self.epoch)
 
     def __contains__(self, key):
         return key in self.history

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array_api_compat
 
 from . import devices
+from .backends import loss_value
 from .backends.kernels import REFUSALS
 from .errors import DeviceMismatchError, NotFittedError, ShapeError
 
@@ -35,7 +36,8 @@ class Loss:
 
     def __call__(self, pred, target):
         self.check(pred, target, values=self.check_values)
-        return self.forward(pred, target)
+        # a 0-d array of pred's library whose .backward() names model.backward(loss_fn.backward())
+        return loss_value.mark(self.forward(pred, target))
 
     def check(self, pred, target, values=True):
         """Raise on arrays of the wrong library, device, dtype or shape; with ``values``, also on

@@ -1,27 +1,56 @@
-"""Metrics, computed on the device: they return 0-d arrays to accumulate, never Python numbers."""
+"""Metrics, computed on the device: they return 0-d arrays to accumulate, never Python numbers.
+
+``fit`` and ``evaluate`` read what the model outputs from the loss in use, and count accuracy to match:
+
+    CrossEntropyLoss, NLLLoss, HingeLoss   scores: argmax against the label (or the target's argmax), per sample
+    BCELoss                                probabilities: p > 0.5 against t > 0.5, per element
+    BCEWithLogitsLoss                      logits: z > 0 against t > 0.5, per element
+    MSELoss, L1Loss, HuberLoss             a regression: no accuracy (asking for one is an error)
+
+Per element: a multi-label (batch, k) output counts batch * k predictions, as Keras' ``binary_accuracy`` does
+(its mean over the last axis, then over the batch). Without a loss (``evaluate(model, loader)``) the output's
+shape decides: (batch, k > 1) argmax; one column a threshold, at 0.5 when the model ends in Sigmoid, else at 0.
+"""
 from __future__ import annotations
 
 import array_api_compat
 
+from . import devices
 
-def correct(output, target):
-    """Number of correct predictions in a batch (0-d int array).   output: (batch, classes);
-    target: (batch,) labels or (batch, classes) one-hot/probabilities. One output column counts
-    output > 0 (a logit) against target > 0.5."""
-    xp = array_api_compat.array_namespace(output)
-    if output.ndim == 2 and output.shape[1] == 1:
-        pred = output[:, 0] > 0
-        truth = (target[:, 0] if target.ndim == 2 else target) > 0.5
-        return xp.sum(xp.astype(pred == truth, xp.int64))
+
+def argmax_correct(output, target):
+    """Correct argmax predictions in a batch (0-d int64).   output: (batch, classes) scores; target: (batch,)
+    labels or (batch, classes) one-hot/probabilities (its argmax is the class)."""
+    xp = devices.namespace_of(output)
     pred = xp.argmax(output, axis=1)
     truth = target if target.ndim == 1 else xp.argmax(target, axis=1)
     return xp.sum(xp.astype(pred == truth, xp.int64))
 
 
-def accuracy(output, target):
-    """Fraction correct as a 0-d float array."""
-    xp = array_api_compat.array_namespace(output)
-    return xp.astype(correct(output, target), output.dtype) / output.shape[0]
+def threshold_correct(output, target, threshold):
+    """Correct binary predictions in a batch, counted per element (0-d int64): output > threshold against
+    target > 0.5 (float targets) or target > 0 (0/1 labels). A (batch,) target goes with a (batch, 1) output."""
+    xp = devices.namespace_of(output)
+    if target.ndim + 1 == output.ndim and output.shape[-1] == 1:
+        target = target[..., None]
+    truth = target > 0.5 if xp.isdtype(target.dtype, "real floating") else target > 0
+    return xp.sum(xp.astype((output > threshold) == truth, xp.int64))
+
+
+def correct(output, target, threshold=0.0):
+    """Number of correct predictions in a batch (0-d int array), by the output's shape: (batch, classes > 1)
+    argmax; one column ``output > threshold`` against target > 0.5 (threshold 0 for logits, 0.5 for
+    probabilities)."""
+    if output.ndim == 2 and output.shape[1] > 1:
+        return argmax_correct(output, target)
+    return threshold_correct(output, target, threshold)
+
+
+def accuracy(output, target, threshold=0.0):
+    """Fraction correct as a 0-d float array (see ``correct``; one column counts every element)."""
+    xp = devices.namespace_of(output)
+    n = output.shape[0] if output.ndim == 2 and output.shape[1] > 1 else _numel(output)
+    return xp.astype(correct(output, target, threshold), output.dtype) / n
 
 
 def confusion_matrix(predicted, target, classes):
@@ -33,4 +62,107 @@ def confusion_matrix(predicted, target, classes):
     return xp.reshape(xp.sum(xp.astype(hits, xp.int64), axis=0), (classes, classes))
 
 
-METRICS = {"accuracy": correct}
+def _numel(a):
+    n = 1
+    for s in a.shape:
+        n *= s
+    return n
+
+
+class Accuracy:
+    """One accuracy rule, as ``fit`` and ``evaluate`` count it: ``self(output, target)`` is the number correct in
+    a batch (0-d int64 on the device), ``self.total(output)`` how many predictions that is (a host int).
+
+    rule: "argmax" (per sample), "probabilities" (threshold 0.5, per element), "logits" (threshold 0, per
+    element), or "shape" (no loss to say: argmax for (batch, k > 1), else ``threshold``)."""
+
+    def __init__(self, rule, threshold=0.0):
+        self.rule = rule
+        self.threshold = 0.5 if rule == "probabilities" else 0.0 if rule == "logits" else float(threshold)
+
+    def _argmax(self, output):
+        return self.rule == "argmax" or (self.rule == "shape" and output.ndim == 2 and output.shape[1] > 1)
+
+    def __call__(self, output, target):
+        if self._argmax(output):
+            return argmax_correct(output, target)
+        return threshold_correct(output, target, self.threshold)
+
+    def total(self, output) -> int:
+        return output.shape[0] if self._argmax(output) else _numel(output)
+
+    def __repr__(self):
+        return f"Accuracy({self.rule!r})"
+
+
+NAMES = ("accuracy", "binary_accuracy", "categorical_accuracy")
+
+
+def _loss_outputs(loss):
+    """What the loss says the model outputs: "scores", "probabilities", "logits", "regression", or None
+    (no loss, or one portanet does not know)."""
+    from .losses import BCELoss, BCEWithLogitsLoss, HuberLoss, L1Loss, MSELoss, _ClassLoss
+
+    if loss is None:
+        return None
+    # BCE losses derive from MSELoss (they share its shape checks): ask for them first
+    if isinstance(loss, BCEWithLogitsLoss):
+        return "logits"
+    if isinstance(loss, BCELoss):
+        return "probabilities"
+    if isinstance(loss, _ClassLoss):
+        return "scores"
+    if isinstance(loss, (MSELoss, L1Loss, HuberLoss)):
+        return "regression"
+    return None
+
+
+def _ends_in_sigmoid(model):
+    from .layers.activations import Sigmoid
+
+    last = model
+    while hasattr(last, "layers") and len(last.layers):
+        last = last.layers[-1]
+    return isinstance(last, Sigmoid)
+
+
+def resolve(metrics, loss=None, model=None):
+    """``{name: Accuracy}`` for fit/evaluate's ``metrics``: "auto" (an accuracy where the loss says there are
+    classes: none for a regression or a loss portanet does not know), None or () for none, or names from
+    ``NAMES``. "accuracy" follows the loss (module docstring); "binary_accuracy" thresholds at 0.5 per element
+    and "categorical_accuracy" takes the argmax, whatever the loss (Keras' metrics of those names).
+
+    Raises ValueError for an unknown name, and for "accuracy" with a regression loss."""
+    if metrics is None:
+        return {}
+    outputs = _loss_outputs(loss)
+    if isinstance(metrics, str):
+        if metrics == "auto":
+            if outputs == "regression" or (outputs is None and loss is not None):
+                return {}
+            metrics = ("accuracy",)
+        else:
+            metrics = (metrics,)
+    out = {}
+    for name in metrics:
+        if not isinstance(name, str) or name not in NAMES:
+            raise ValueError(f"unknown metric {name!r}: portanet has {', '.join(NAMES)} (or metrics='auto')")
+        if name == "binary_accuracy":
+            out[name] = Accuracy("probabilities")
+        elif name == "categorical_accuracy":
+            out[name] = Accuracy("argmax")
+        elif outputs == "regression":
+            raise ValueError(f"metrics=('accuracy',) with {type(loss).__name__}: a regression's outputs are not "
+                             "classes, so accuracy has no meaning; drop it (metrics='auto' logs none for a "
+                             "regression), or, for a classifier trained with MSE on one-hot targets, ask for "
+                             "'categorical_accuracy'")
+        elif outputs == "scores":
+            out[name] = Accuracy("argmax")
+        elif outputs in ("probabilities", "logits"):
+            out[name] = Accuracy(outputs)
+        else:
+            out[name] = Accuracy("shape", 0.5 if model is not None and _ends_in_sigmoid(model) else 0.0)
+    return out
+
+
+METRICS = {name: resolve((name,))[name] for name in NAMES}

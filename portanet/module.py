@@ -392,6 +392,9 @@ class Sequential(Module):
         """Backpropagate dL/d(output) through every layer. Returns dL/dx, or None with
         ``input_grad=False``: then backpropagation stops at the first layer that has parameters
         (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited."""
+        if getattr(dy, "ndim", None) == 0:
+            raise ShapeError("model.backward() got a 0-d array, the loss's value; it takes dL/d(output), shaped "
+                             "like the model's output: call model.backward(loss_fn.backward())")
         layers = self.layers
         stop = 0 if input_grad else self.first_trainable()
         if stop is None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 
+from . import inputs
+from .devices import device as pn_device
+from . import metrics as _metrics
 from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
 from .history import History
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss
-from .metrics import METRICS
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
@@ -35,12 +37,16 @@ class Trainer:
 
 class _Sums:
     """Per-step losses (and metric counts) written into device buffers: one setitem per step. Folding
-    them into running totals (sum weighted by batch size, first non-finite step) happens on the device
-    when the buffer is full or read; ``read()`` is the one transfer to the host."""
+    them into running totals (each loss made a batch total, first non-finite step) happens on the device
+    when the buffer is full or read; ``read()`` is the one transfer to the host.
 
-    def __init__(self, device, metrics, dtype, capacity):
+    ``per_sample``: the loss values are means over their batch (reduction "mean"), so each counts times its
+    batch size; otherwise they are batch totals already (reduction "sum")."""
+
+    def __init__(self, device, metrics, dtype, capacity, per_sample=True):
         xp = device.xp
         self.device, self.xp, self.metrics, self.dtype = device, xp, metrics, dtype
+        self.per_sample = per_sample
         self.capacity = max(1, min(int(capacity or 1024), 1 << 16))
         nat = device.native
         self.losses = xp.zeros((self.capacity,), dtype=dtype, device=nat)
@@ -48,7 +54,8 @@ class _Sums:
         self.loss_total = xp.zeros((), dtype=dtype, device=nat)
         self.count_totals = [xp.zeros((), dtype=xp.int64, device=nat) for _ in metrics]
         self.first_bad = xp.full((), _BIG, dtype=xp.int64, device=nat)
-        self.sizes: list[int] = []       # batch sizes since the last fold (host numbers, known without a sync)
+        self.sizes: list[int] = []       # loss weights since the last fold (host numbers, known without a sync)
+        self.totals = [0] * len(metrics)  # predictions each metric has counted (host numbers, from shapes)
         self.folded = 0                  # steps folded so far
         self.count = 0                   # samples seen
 
@@ -60,7 +67,8 @@ class _Sums:
         self.losses[k] = loss
         for i, fn in enumerate(self.metrics.values()):
             self.counts[i][k] = fn(output, target)
-        self.sizes.append(n)
+            self.totals[i] += fn.total(output)
+        self.sizes.append(n if self.per_sample else 1)
         self.count += n
 
     def _fold(self):
@@ -86,36 +94,23 @@ class _Sums:
         values = self.device.to_host(xp.stack([self.loss_total,
                                                *[xp.astype(c, self.dtype) for c in self.count_totals],
                                                xp.astype(xp.minimum(self.first_bad, 2**24), self.dtype)]))
-        n = max(self.count, 1)
-        logs = {"loss": float(values[0]) / n}
+        logs = {"loss": float(values[0]) / max(self.count, 1)}
         for i, name in enumerate(self.metrics):
-            logs[name] = float(values[1 + i]) / n
+            logs[name] = float(values[1 + i]) / max(self.totals[i], 1)
         first_bad = int(values[-1])
         return logs, (None if first_bad >= 2**24 else first_bad)
 
 
-def _metric_fns(metrics):
-    out = {}
-    for m in metrics or ():
-        if m not in METRICS:
-            raise ValueError(f"unknown metric '{m}': portanet has {', '.join(METRICS)}")
-        out[m] = METRICS[m]
-    return out
-
-
-def _check_setup(model, loss, optimizer, loader, epochs):
+def _check_setup(model, loss, optimizer, epochs):
     if not isinstance(model, Module):
-        raise TypeError(f"fit needs a portanet Module as model, got {type(model).__name__}")
+        raise TypeError(f"fit needs a portanet Module as model, got {inputs.brief(model)}")
     if not isinstance(loss, Loss):
-        raise TypeError(f"fit needs a portanet loss (e.g. pn.CrossEntropyLoss()), got {type(loss).__name__}")
+        raise TypeError(f"fit needs a portanet loss (e.g. pn.CrossEntropyLoss()), got {inputs.brief(loss)}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"fit needs a portanet optimizer (e.g. pn.optim.Adam(model.parameters())), "
-                        f"got {type(optimizer).__name__}")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-    if isinstance(loader, DataLoader) and loader.device != model.device:
-        raise DeviceMismatchError(f"model is on {model.device} but the loader delivers batches on {loader.device}: "
-                                  f"pass device=model.device to the DataLoader")
+                        f"got {inputs.brief(optimizer)}")
+    if not inputs.is_int(epochs) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {inputs.brief(epochs)}")
     if optimizer.device != model.device:
         raise DeviceMismatchError(f"optimizer holds parameters on {optimizer.device} but the model is on "
                                   f"{model.device}: create the optimizer after model.to(device)")
@@ -144,20 +139,59 @@ def _check_targets_once(loss, loader, output) -> bool:
     return True
 
 
-def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics=("accuracy",), callbacks=(),
-        verbose=1):
+_FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
+
+
+def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
+        verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None):
     """Train ``model`` for ``epochs`` more epochs and return a History.
 
-    Call it again on the same objects to continue: epochs are numbered from the loader's position.
-    A non-finite loss raises NonFiniteError naming the epoch and step (with TerminateOnNaN, training
-    stops cleanly and the last good weights are kept).
+    Two forms:
+
+        fit(model, loss, opt, train_loader, epochs=1, val_loader=None, metrics="auto", callbacks=(), verbose=1)
+        fit(model, loss, opt, x, y, epochs=1, batch_size=32, shuffle=True,
+            validation_data=(xv, yv) or validation_split=0.2, ...)
+
+    train_loader     a DataLoader on the model's device and dtype, any iterable of (xb, yb) batches, a pair (x, y)
+                     or a Dataset; after it, epochs, val_loader, metrics, callbacks and verbose may come by
+                     position, in that order
+    x, y             host (or device) arrays (n, ...) and (n,) / (n, k); everything after y is by keyword (Keras
+                     puts batch_size before epochs, portanet's loader form epochs first: it does not guess)
+    batch_size       32 and shuffle True by default (Keras'), when fit builds DataLoader(x, y, batch_size, shuffle,
+                     device=model.device, dtype=the model's) from arrays, a pair or a Dataset; a loader keeps its own
+    val_loader       a loader, a pair (xv, yv) or a Dataset, evaluated after each epoch (``validation_data`` is
+                     the same, by Keras' name); ``validation_split=f`` holds out the last fraction f of x, y
+                     before shuffling, as Keras does
+    metrics          "auto": the accuracy the loss implies (portanet.metrics), none for a regression; or
+                     names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none
+    verbose          1: a progress bar on a terminal, else a line per epoch; 0: nothing
+
+    Logged numbers are per sample: "loss" is the epoch's loss summed over its batches as totals (a mean
+    reduction's value times its batch size, a sum reduction's as it is) and divided by the number of samples, so
+    reduction="mean" gives what the loss would return on the whole epoch's data at once and reduction="sum" that
+    sum divided by the sample count; "accuracy" is correct predictions over predictions made (samples, or
+    elements for a per-element binary accuracy). Batches of different sizes count by their samples.
+
+    Call it again on the same objects to continue: epochs are numbered from the loader's position (a loader
+    built from arrays starts at epoch 0 each call). A non-finite loss raises NonFiniteError naming the epoch
+    and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept).
     """
-    _check_setup(model, loss, optimizer, train_loader, epochs)
-    fns = _metric_fns(metrics)
-    callbacks = list(callbacks)
+    data, y, given = _fit_positional(train_loader, args, y, dict(epochs=epochs, val_loader=val_loader,
+                                                                 metrics=metrics, callbacks=callbacks,
+                                                                 verbose=verbose))
+    epochs, val_loader, metrics, callbacks, verbose = (given[k] for k in _FIT_POSITIONAL)
+    epochs = 1 if epochs is None else epochs
+    if val_loader is not None and validation_data is not None:
+        raise TypeError("fit got val_loader= and validation_data=: they are one thing under two names; give one")
+    _check_setup(model, loss, optimizer, epochs)
+    train_loader, val_loader = inputs.fit_loaders(model, data, y, batch_size, shuffle,
+                                                  val_loader if val_loader is not None else validation_data,
+                                                  validation_split)
+    fns = _metrics.resolve(metrics, loss, model)
+    callbacks = list(callbacks or ())
     for cb in callbacks:
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be portanet Callbacks, got {type(cb).__name__}")
+            raise TypeError(f"callbacks must be portanet Callbacks, got {inputs.brief(cb)}")
     history = History()
     trainer = Trainer(model, loss, optimizer, train_loader, history, verbose)
     for cb in callbacks:
@@ -170,13 +204,46 @@ def fit(model, loss, optimizer, train_loader, epochs=1, val_loader=None, metrics
     # the step as the backend runs it fastest (portanet/step/): nothing reads a gradient between its backward and
     # its update, so on host backends SGD momentum takes weight gradients straight into its buffers
     with TrainStep(model, loss, optimizer) as train_step:
-        _epochs(trainer, train_step, range(start, end), val_loader, metrics, fns, callbacks, keep_good)
+        _epochs(trainer, train_step, range(start, end), val_loader, fns, callbacks, keep_good)
     for cb in callbacks:
         cb.on_train_end()
     return history
 
 
-def _epochs(trainer, train_step, epochs, val_loader, metrics, fns, callbacks, keep_good):
+def _fit_positional(data, args, y, given):
+    """Tell fit's positional arguments apart. After an array x, the next one is y (and the rest must be keywords);
+    after a loader or an (x, y) pair they are epochs, val_loader, metrics, callbacks, verbose, as fit has always
+    taken them. An int is never y, and a loader never takes one."""
+    arrays = inputs.is_array(data) or (
+        bool(args) and inputs.kind(data) in ("batches", "unknown") and not inputs.is_int(args[0])
+        and inputs.is_targets(args[0]))
+    if arrays:
+        if args:
+            if y is not None:
+                raise TypeError("fit got y by position and y= as well: give it once")
+            y = args[0]
+        if len(args) > 1:
+            raise TypeError(f"fit(model, loss, opt, x, y, ...) takes the rest by keyword, but got {len(args) - 1} "
+                            "more by position: fit(model, loss, opt, x, y, epochs=10, batch_size=32) (Keras' order "
+                            "after y is batch_size, epochs; portanet's loader form is epochs first, so it does not "
+                            "guess)")
+        return data, y, given
+    if args and not inputs.is_int(args[0]) and inputs.is_targets(args[0]):
+        raise TypeError(f"fit got {inputs.brief(data)} and then {inputs.brief(args[0])}: a loader, Dataset or "
+                        "(x, y) pair carries its targets; pass y only after an array x: fit(model, loss, opt, x, y, "
+                        "epochs=10)")
+    if len(args) > len(_FIT_POSITIONAL):
+        raise TypeError(f"fit takes at most {4 + len(_FIT_POSITIONAL)} positional arguments (model, loss, "
+                        f"optimizer, train_loader, {', '.join(_FIT_POSITIONAL)}), got {4 + len(args)}")
+    defaults = dict(epochs=None, val_loader=None, metrics="auto", callbacks=(), verbose=1)
+    for name, value in zip(_FIT_POSITIONAL, args):
+        if given[name] is not defaults[name]:
+            raise TypeError(f"fit got {name} by position and {name}= as well: give it once")
+        given[name] = value
+    return data, y, given
+
+
+def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
     """fit's loop over ``epochs`` (a range of epoch numbers)."""
     model, loss, optimizer, train_loader = trainer.model, trainer.loss, trainer.optimizer, trainer.train_loader
     history, verbose, end = trainer.history, trainer.verbose, epochs.stop
@@ -193,7 +260,7 @@ def _epochs(trainer, train_step, epochs, val_loader, metrics, fns, callbacks, ke
         snapshot = _snapshot(model) if keep_good else None
         step = -1
         nonfinite = None
-        for step, (xb, yb) in enumerate(train_loader):
+        for step, (xb, yb) in enumerate(inputs.batches(train_loader, "fit")):
             if first_call:
                 out = model(xb)                     # checks device and shapes once
                 # labels are checked on the host when the loader has them; else on this first batch only
@@ -203,7 +270,7 @@ def _epochs(trainer, train_step, epochs, val_loader, metrics, fns, callbacks, ke
             else:
                 value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
             if sums is None:
-                sums = _Sums(model.device, fns, value.dtype, _length(train_loader))
+                sums = _Sums(model.device, fns, value.dtype, _length(train_loader), _per_sample(loss))
             sums.add(value, out, yb, xb.shape[0])
             if progress.due():
                 logs, bad = sums.read()
@@ -228,7 +295,7 @@ def _epochs(trainer, train_step, epochs, val_loader, metrics, fns, callbacks, ke
                                  "learning rate, check the inputs for NaN/inf, clip gradients "
                                  "(pn.optim.clip_grad_norm), or add TerminateOnNaN() to stop cleanly")
         if val_loader is not None:
-            val = evaluate(model, val_loader, loss, metrics)
+            val = _evaluate(model, val_loader, loss, fns, "validation")
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = optimizer.lr
         logs["seconds"] = time.monotonic() - began
@@ -258,17 +325,63 @@ def _restore(model, snapshot):
         p.grad = None
 
 
-def evaluate(model, loader, loss=None, metrics=("accuracy",)):
-    """Mean loss and metrics over a loader, in eval mode; one read from the device at the end."""
-    fns = _metric_fns(metrics)
-    if isinstance(loader, DataLoader) and loader.device != model.device:
-        raise DeviceMismatchError(f"model is on {model.device} but the loader delivers batches on {loader.device}: "
-                                  f"pass device=model.device to the DataLoader")
+def _per_sample(loss):
+    """True when the loss's value is a mean over its batch (reduction "mean"), False for batch totals."""
+    return getattr(loss, "reduction", "mean") == "mean"
+
+
+_EVALUATE_POSITIONAL = ("loss", "metrics")
+
+
+def evaluate(model, loader, *args, loss=None, metrics="auto", batch_size=None, y=None):
+    """Loss and metrics over data, in eval mode; one read from the device at the end. Returns a dict
+    {"loss": ..., "accuracy": ...} ("loss" only when a loss is given).
+
+        evaluate(model, loader, loss=None, metrics="auto")
+        evaluate(model, x, y, loss=None, metrics="auto", batch_size=256)
+
+    loader           a DataLoader on the model's device and dtype, any iterable of (xb, yb), a pair (x, y) or a
+                     Dataset; loss and metrics may follow it by position
+    x, y             arrays: evaluate builds DataLoader(x, y, batch_size, device=model.device, dtype=the model's);
+                     loss and metrics may follow y by position
+    metrics          "auto": the accuracy the loss implies, none for a regression; without a loss, from the
+                     output's shape (portanet.metrics). Numbers are per sample, as fit logs them.
+    """
+    arrays = inputs.is_array(loader) or (
+        bool(args) and inputs.kind(loader) in ("batches", "unknown") and inputs.is_targets(args[0]))
+    if arrays and args and inputs.is_targets(args[0]):
+        if y is not None:
+            raise TypeError("evaluate got y by position and y= as well: give it once")
+        y, args = args[0], args[1:]
+    elif args and inputs.is_targets(args[0]):
+        raise TypeError(f"evaluate got {inputs.brief(loader)} and then {inputs.brief(args[0])}: a loader, "
+                        "Dataset or (x, y) pair carries its targets; pass y only after an array x: "
+                        "evaluate(model, x, y)")
+    if len(args) > len(_EVALUATE_POSITIONAL):
+        raise TypeError(f"evaluate takes loss and metrics after the data, then keywords; got {len(args)} more "
+                        "positional arguments")
+    given = dict(loss=loss, metrics=metrics)
+    defaults = dict(loss=None, metrics="auto")
+    for name, value in zip(_EVALUATE_POSITIONAL, args):
+        if given[name] is not defaults[name]:
+            raise TypeError(f"evaluate got {name} by position and {name}= as well: give it once")
+        given[name] = value
+    loss, metrics = given["loss"], given["metrics"]
+    if not isinstance(model, Module):
+        raise TypeError(f"evaluate needs a portanet Module as model, got {inputs.brief(model)}")
+    if loss is not None and not isinstance(loss, Loss):
+        raise TypeError(f"evaluate's loss must be a portanet loss (e.g. pn.CrossEntropyLoss()), got "
+                        f"{inputs.brief(loss)}")
+    loader = inputs.eval_loader(model, loader, y, batch_size, "evaluate")
+    return _evaluate(model, loader, loss, _metrics.resolve(metrics, loss, model), "evaluation")
+
+
+def _evaluate(model, loader, loss, fns, what):
     was_training = model.training
     model.eval()
     try:
         sums = None
-        for step, (xb, yb) in enumerate(loader):
+        for step, (xb, yb) in enumerate(inputs.batches(loader, what)):
             out = model(xb) if step == 0 else model.forward(xb)
             if loss is not None:
                 if step == 0:
@@ -277,37 +390,51 @@ def evaluate(model, loader, loss=None, metrics=("accuracy",)):
             else:
                 value = model.xp.zeros((), dtype=out.dtype, device=model.device.native)
             if sums is None:
-                sums = _Sums(model.device, fns, value.dtype, _length(loader))
+                sums = _Sums(model.device, fns, value.dtype, _length(loader), _per_sample(loss))
             sums.add(value, out, yb, xb.shape[0])
     finally:
         model.train(was_training)
     if sums is None:
-        raise ValueError("the evaluation loader yielded no batches")
+        raise ValueError(f"the {what} loader yielded no batches")
     logs, _ = sums.read()
     if loss is None:
         logs.pop("loss")
     return logs
 
 
-def predict(model, x, batch_size=256, device=None):
-    """Model outputs for every sample of x (a host array or a DataLoader), in eval mode, returned as
-    a host NumPy array (one transfer at the end)."""
-    dev = model.device if device is None else device
-    if isinstance(x, DataLoader):
+def predict(model, x, batch_size=None, device=None):
+    """Model outputs for every sample of x, in eval mode, returned as a host NumPy array (one transfer at the end).
+
+    x: an array (n, ...) (host or device; predict builds DataLoader(x, batch_size=256, device=model.device,
+    dtype=the model's), converting as DataLoader does), a pair (x, y) (y is ignored), a Dataset, a DataLoader or
+    any iterable of batches (xb or (xb, yb)). ``device``, if given, must be the model's."""
+    if not isinstance(model, Module):
+        raise TypeError(f"predict needs a portanet Module as model, got {inputs.brief(model)}")
+    if device is not None and pn_device(device) != model.device:
+        raise DeviceMismatchError(f"model is on {model.device} but predict was asked to run on {pn_device(device)}: "
+                                  "leave device= out, or move the model with model.to(device)")
+    if getattr(x, "ndim", 1) == 0:
+        raise ShapeError("predict needs a batch of samples (n, ...), got a scalar")
+    k = inputs.kind(x)
+    if isinstance(x, list) and inputs.is_targets(x):
+        k = "arrays"                     # a list of samples (rows, images); a list of (xb, yb) pairs is batches
+    if k in ("loader", "batches"):
+        if batch_size is not None:
+            raise TypeError("predict's batch_size= applies to arrays; this loader is built already: set it there")
+        inputs.check_loader(x, model, "predict")
         loader = x
     else:
-        if getattr(x, "ndim", 1) == 0:
-            raise ShapeError("predict needs a batch of samples (n, ...), got a scalar")
-        loader = DataLoader(x, batch_size=batch_size, shuffle=False, device=dev)
-    if loader.device != model.device:
-        raise DeviceMismatchError(f"model is on {model.device} but predict was asked to run on {loader.device}")
+        data = x[:1] if inputs.is_pair(x) else x
+        loader = inputs.build(model, data, None, 256 if batch_size is None else batch_size, False, "predict")
     was_training = model.training
     model.eval()
     try:
         outs = []
         for i, batch in enumerate(loader):
-            xb = batch[0] if isinstance(batch, tuple) else batch
+            xb = batch[0] if isinstance(batch, (tuple, list)) else batch
             outs.append(model(xb) if i == 0 else model.forward(xb))
     finally:
         model.train(was_training)
+    if not outs:
+        raise ValueError("predict's loader yielded no batches")
     return model.device.to_host(model.xp.concat(outs, axis=0))

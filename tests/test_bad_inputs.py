@@ -155,6 +155,26 @@ CASES = [
     ("fit without a loss object", lambda t: pn.fit(pn.Dense(2, 2), "mse", None, None), TypeError,
      r"portanet loss \(e.g. pn.CrossEntropyLoss\(\)\)"),
     ("unknown metric", lambda t: fit_with(metrics=("f1",)), ValueError, r"unknown metric 'f1'"),
+    ("accuracy of a regression", lambda t: pn.evaluate(pn.Dense(2, 1), images(4)[:, :2], np.zeros((4, 1), F32),
+                                                       pn.MSELoss(), metrics=("accuracy",)), ValueError,
+     r"with MSELoss: a regression's outputs are not classes.*'categorical_accuracy'"),
+    ("fit(x, y) with positional epochs", lambda t: pn.fit(pn.Dense(2, 3), pn.CrossEntropyLoss(), pn.optim.SGD(
+        pn.Dense(2, 3).parameters(), lr=0.1), np.zeros((4, 2), F32), np.zeros(4, np.int64), 5), TypeError,
+     r"takes the rest by keyword.*epochs=10, batch_size=32"),
+    ("fit on x without y", lambda t: pn.fit(pn.Dense(2, 3), pn.CrossEntropyLoss(), pn.optim.SGD(
+        pn.Dense(2, 3).parameters(), lr=0.1), np.zeros((4, 2), F32)), TypeError,
+     r"without targets.*pn.DataLoader\(x, y, batch_size=32, shuffle=True, device=model.device\)"),
+    ("loader in another dtype", lambda t: pn.evaluate(pn.Dense(2, 3, dtype="float64"), pn.DataLoader(
+        np.zeros((4, 2)), np.zeros(4, np.int64))), TypeError,
+     r"model computes in float64 but the loader delivers float32 batches.*dtype='float64'"),
+    ("loss value as the gradient", lambda t: _backward_of_loss_value(), pn.ShapeError,
+     r"0-d array, the loss's value.*model.backward\(loss_fn.backward\(\)\)"),
+    ("loss_value.backward()", lambda t: pn.MSELoss()(np.zeros((2, 1), F32), np.ones((2, 1), F32)).backward(),
+     TypeError, r"no autograd graph.*model.backward\(loss_fn.backward\(\)\)"),
+    ("EarlyStopping on a name of no direction", lambda t: pn.EarlyStopping("lr"), ValueError,
+     r"cannot tell whether 'lr' should go down or up: pass mode='min' or mode='max'"),
+    ("a Dataset with y", lambda t: pn.DataLoader(pn.ArrayDataset(images()), np.zeros(4)), TypeError,
+     r"the dataset holds its targets; drop y"),
     ("seed negative", lambda t: pn.seed(-1), ValueError, r"non-negative int"),
     ("gradcheck in float32", lambda t: pn.gradcheck(pn.Dense(2, 2), np.zeros((1, 2), F32)), TypeError,
      r"needs float64.*dtype='float64'"),
@@ -188,6 +208,12 @@ def _fit_bad_labels():
     model = pn.Sequential(pn.Dense(2, 3))
     loader = pn.DataLoader(np.zeros((6, 2), F32), np.array([0, 1, 2, 5, 0, 1]), batch_size=3)
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
+
+
+def _backward_of_loss_value():
+    model = pn.Sequential(pn.Dense(2, 3))
+    loss_fn = pn.CrossEntropyLoss()
+    model.backward(loss_fn(model(np.zeros((2, 2), F32)), np.zeros(2, np.int64)))
 
 
 def _truncate(path):

@@ -69,14 +69,28 @@ def test_float_targets_and_no_labels():
     assert none is None
 
 
+class Pairs:
+    """A user Dataset: only __len__ and __getitem__ returning (x_i, y_i)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
 def test_dataset_protocol_is_accepted():
     x, y = _data(20)
-    ds = pn.ArrayDataset(x, y)
-    loader = pn.DataLoader(ds, batch_size=8, shuffle=True, seed=1, device="strict:device1")
+    loader = pn.DataLoader(Pairs(x, y), batch_size=8, shuffle=True, seed=1, device="strict:device1")
     seen = []
     for xb, yb in loader:
         seen += loader.device.to_host(yb).tolist()
     assert sorted(seen) == list(range(20)) and loader.placement == "stream"
+    # an ArrayDataset is read as its arrays, with their placement choices
+    assert pn.DataLoader(pn.ArrayDataset(x, y), device="strict:device1").placement == "device"
 
 
 @pytest.mark.parametrize("bad,msg", [
@@ -138,3 +152,71 @@ def test_loader_applies_transforms_reproducibly(ctx):
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
     assert not np.allclose(a[0], x[:8] / 255.0)
+
+
+class Samples:
+    """A user Dataset of images alone (no targets)."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@pytest.mark.parametrize("placement", ["device", "stream"])
+def test_one_conversion_rule_for_every_input_path(ctx, placement):
+    # the reported case: DataLoader(ArrayDataset(x_uint8, y)) yielded 0..255 while DataLoader(x_uint8, y) scaled
+    x, y = _data(37)
+    expected = x.astype(np.float64) / 255.0
+    paths = {
+        "arrays": pn.DataLoader(x, y, batch_size=8, device=ctx.device, dtype=ctx.dtype_name, placement=placement),
+        "ArrayDataset": pn.DataLoader(pn.ArrayDataset(x, y), batch_size=8, device=ctx.device, dtype=ctx.dtype_name,
+                                      placement=placement),
+        "Dataset of pairs": pn.DataLoader(Pairs(x, y), batch_size=8, device=ctx.device, dtype=ctx.dtype_name),
+        "Dataset of images": pn.DataLoader(Samples(x), batch_size=8, device=ctx.device, dtype=ctx.dtype_name),
+        "list of images": pn.DataLoader(list(x), batch_size=8, device=ctx.device, dtype=ctx.dtype_name),
+        "device array": pn.DataLoader(ctx.device.asarray(x), ctx.device.asarray(y), batch_size=8, device=ctx.device,
+                                      dtype=ctx.dtype_name, placement=placement),
+    }
+    for name, loader in paths.items():
+        got = np.concatenate([ctx.host(xb) for xb, _ in loader])
+        assert got.dtype == np.dtype(ctx.dtype_name), name
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=name)
+    # predict's loader follows it too: an Identity model returns the converted batch
+    model = pn.Sequential(pn.Flatten(), device=ctx.device)
+    np.testing.assert_allclose(pn.predict(model, x), expected.reshape(37, 20), rtol=1e-6)
+    np.testing.assert_allclose(pn.predict(model, pn.ArrayDataset(x)), expected.reshape(37, 20), rtol=1e-6)
+    # other dtypes convert without scaling; scale= overrides the rule
+    ints = x.astype(np.int64)
+    got = np.concatenate([ctx.host(xb) for xb, _ in pn.DataLoader(pn.ArrayDataset(ints, y), batch_size=8,
+                                                                   device=ctx.device, dtype=ctx.dtype_name)])
+    np.testing.assert_array_equal(got, ints)
+    got = np.concatenate([ctx.host(xb) for xb, _ in pn.DataLoader(Samples(x), batch_size=8, device=ctx.device,
+                                                                  dtype=ctx.dtype_name, scale=1.0)])
+    np.testing.assert_array_equal(got, x)
+
+
+def test_fit_on_an_array_dataset_trains_as_on_arrays():
+    x, y = _data(64)
+    y = y % 3
+    losses = []
+    for data in ((x, y), (pn.ArrayDataset(x, y),)):
+        pn.seed(0)
+        model = pn.Sequential(pn.Flatten(), pn.Dense(20, 3))
+        loader = pn.DataLoader(*data, batch_size=16, seed=0)
+        hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, epochs=2,
+                      verbose=0)
+        losses.append(hist["loss"])
+    assert losses[0] == losses[1] and losses[0][0] < 2.0
+
+
+def test_a_dataset_with_y_is_refused():
+    x, y = _data(10)
+    with pytest.raises(TypeError, match="ArrayDataset and y: the dataset holds its targets; drop y"):
+        pn.DataLoader(pn.ArrayDataset(x, y), y)
+    with pytest.raises(TypeError, match=r"Pairs \(a Dataset\) and y: a Dataset yields its own targets"):
+        pn.DataLoader(Pairs(x, y), y)

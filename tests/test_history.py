@@ -17,12 +17,12 @@ def trained(epochs=3, val=True):
                   val_loader=pn.DataLoader(x, y, batch_size=64) if val else None, verbose=0)
 
 
-def test_history_is_a_mapping_of_metric_lists():
+def test_history_reads_as_a_dict_of_metric_lists():
     h = trained()
     names = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert list(h) == list(h.keys()) == names
     assert dict(h) == h.history and dict(h.items()) == h.history
-    assert len(h) == 6 and len(h.epoch) == 3 and h.epoch == [0, 1, 2]
+    assert len(h) == 3 and len(h.keys()) == 6 and h.epoch == [0, 1, 2]
     assert "val_loss" in h and "val_precision" not in h and h.get("val_precision") is None
     assert all(len(v) == 3 and all(isinstance(e, float) for e in v) for v in h.values())
     assert h["loss"][-1] < h["loss"][0]

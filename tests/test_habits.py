@@ -1,0 +1,178 @@
+"""Keras and PyTorch habits either work on portanet or get a portanet error naming the fix: fit / evaluate /
+predict on arrays, (x, y) pairs where a loader goes, and the loss's value given to backward."""
+import numpy as np
+import pytest
+
+import portanet as pn
+
+
+def blobs(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[2, 0], [-2, 1], [0, -2]], dtype=np.float32)
+    y = rng.integers(0, 3, n)
+    return (centers[y] + 0.5 * rng.standard_normal((n, 2))).astype(np.float32), y
+
+
+def make(ctx, seed=0):
+    pn.seed(seed)
+    model = pn.Sequential(pn.Dense(2, 16), pn.ReLU(), pn.Dense(16, 3), device=ctx.device).to(dtype=ctx.dtype_name)
+    return model, pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+def weights(model):
+    return [v.copy() for v in model.state_dict().values()]
+
+
+# -- fit(model, loss, opt, x, y, ...) ------------------------------------------------------------------------------
+def test_fit_on_arrays_is_fit_on_the_loader_it_builds(ctx):
+    x, y = blobs()
+    model, opt = make(ctx)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=3, batch_size=16, verbose=0)
+    by_arrays = weights(model)
+    model, opt = make(ctx)
+    loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, device=ctx.device, dtype=ctx.dtype_name)
+    ref = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=3, verbose=0)
+    for a, b in zip(by_arrays, weights(model)):
+        np.testing.assert_array_equal(a, b)
+    assert hist["loss"] == ref["loss"] and len(hist.epoch) == 3 and hist["accuracy"][-1] > 0.9
+
+
+def test_fit_takes_x_y_with_epochs_left_out_and_a_pair_where_a_loader_goes(ctx):
+    x, y = blobs()
+    model, opt = make(ctx)
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, verbose=0)) == 1        # Keras' default: 1 epoch
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, (x, y), epochs=2, verbose=0)) == 2
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, (x, y), 2, (x, y), verbose=0)) == 2   # as a loader
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, x, y=y, epochs=2, verbose=0)) == 2
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, pn.ArrayDataset(x, y), epochs=1, verbose=0)) == 1
+    # device arrays and lists are arrays too
+    xd, yd = ctx.device.asarray(x, dtype=ctx.dtype_name), ctx.device.asarray(y)
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, xd, yd, verbose=0)) == 1
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, x.tolist(), y.tolist(), verbose=0)) == 1
+
+
+def test_validation_data_and_validation_split(ctx):
+    x, y = blobs()
+    xv, yv = blobs(30, seed=1)
+    model, opt = make(ctx)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, validation_data=(xv, yv), verbose=0)
+    ev = pn.evaluate(model, xv, yv, pn.CrossEntropyLoss())
+    assert hist["val_loss"][-1] == pytest.approx(ev["loss"], rel=1e-6)
+    assert hist["val_accuracy"][-1] == ev["accuracy"]
+    # validation_split holds out the last fraction, before shuffling (Keras)
+    model, opt = make(ctx)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, validation_split=0.25, verbose=0)
+    ev = pn.evaluate(model, x[72:], y[72:], pn.CrossEntropyLoss())
+    assert hist["val_loss"][-1] == pytest.approx(ev["loss"], rel=1e-6)
+    # val_loader takes a pair as well
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, val_loader=(xv, yv), verbose=0)
+    assert "val_loss" in hist.history
+
+
+def test_the_loader_form_keeps_its_positional_order(ctx):
+    x, y = blobs()
+    model, opt = make(ctx)
+    loader = pn.DataLoader(x, y, batch_size=32, device=ctx.device, dtype=ctx.dtype_name)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, 2, loader, ("accuracy",), [], 0)
+    assert len(hist.epoch) == 2 and "val_accuracy" in hist.history
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, loader, np.int64(1), verbose=0)) == 1
+    # any iterable of (xb, yb) batches still works
+    batches = [(xb, yb) for xb, yb in loader]
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, batches, epochs=1, verbose=0)) == 1
+
+
+def test_evaluate_and_predict_on_arrays(ctx):
+    x, y = blobs()
+    model, opt = make(ctx)
+    pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0)
+    loader = pn.DataLoader(x, y, batch_size=50, device=ctx.device, dtype=ctx.dtype_name)
+    ref = pn.evaluate(model, loader, pn.CrossEntropyLoss())
+    for res in (pn.evaluate(model, x, y, pn.CrossEntropyLoss()), pn.evaluate(model, x, y, loss=pn.CrossEntropyLoss(),
+                                                                              batch_size=7),
+                pn.evaluate(model, (x, y), loss=pn.CrossEntropyLoss())):
+        assert res["loss"] == pytest.approx(ref["loss"], rel=1e-5) and res["accuracy"] == ref["accuracy"]
+    assert set(pn.evaluate(model, x, y)) == {"accuracy"}
+    out = pn.predict(model, x)
+    assert out.shape == (96, 3) and (out.argmax(1) == y).mean() == ref["accuracy"]
+    np.testing.assert_array_equal(pn.predict(model, (x, y)), out)
+    np.testing.assert_array_equal(pn.predict(model, x.tolist()), out)
+    np.testing.assert_allclose(pn.predict(model, loader), out, rtol=1e-6)
+
+
+# -- or get told ----------------------------------------------------------------------------------------------------
+def _fit(*args, **kwargs):
+    model = pn.Sequential(pn.Dense(2, 3))
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    return pn.fit(model, pn.CrossEntropyLoss(), opt, *args, verbose=0, **kwargs)
+
+
+X, Y = blobs(8)
+LOADER = pn.DataLoader(X, Y, batch_size=4)
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda: _fit(X, Y, 10), TypeError, r"takes the rest by keyword.*fit\(model, loss, opt, x, y, epochs=10, "
+                                         r"batch_size=32\)"),
+    (lambda: _fit(X), TypeError, r"x \(a numpy.ndarray of shape \(8, 2\)\) without targets.*pn.DataLoader\(x, y, "),
+    (lambda: _fit(LOADER, Y), TypeError, r"a loader, Dataset or \(x, y\) pair carries its targets; pass y only "
+                                         r"after an array x"),
+    (lambda: _fit((X, Y), Y), TypeError, r"\(x, y\) pair carries its targets"),
+    (lambda: _fit(LOADER, batch_size=32), TypeError, r"batch_size= applies when fit builds the loader from arrays"),
+    (lambda: _fit(LOADER, shuffle=True), TypeError, r"shuffle= applies when fit builds the loader"),
+    (lambda: _fit(LOADER, validation_split=0.2), TypeError, r"validation_split= applies when fit builds"),
+    (lambda: _fit(X, Y, validation_split=1.5), ValueError, r"validation_split must be a fraction in \(0, 1\)"),
+    (lambda: _fit(X, Y, validation_split=0.2, validation_data=(X, Y)), TypeError, r"give one"),
+    (lambda: _fit(X, Y, val_loader=LOADER, validation_data=(X, Y)), TypeError, r"one thing under two names"),
+    (lambda: _fit(LOADER, 2, epochs=3), TypeError, r"got epochs by position and epochs= as well"),
+    (lambda: _fit(X, Y, y=Y), TypeError, r"got y by position and y= as well"),
+    (lambda: _fit(5), TypeError, r"needs training data and got int 5.*pn.DataLoader\(x, y, batch_size=32"),
+    (lambda: _fit([X, X]), TypeError, r"needs \(xb, yb\) batches from its loader, but it yielded a "
+                                      r"numpy.ndarray of shape \(8, 2\)"),
+    (lambda: _fit(X, Y, epochs=Y), ValueError, r"epochs must be a non-negative int, got a numpy.ndarray of shape"),
+    (lambda: pn.evaluate(pn.Dense(2, 3), X), TypeError, r"evaluate got x .* without targets: pass evaluate\(model, "
+                                                        r"x, y\)"),
+    (lambda: pn.evaluate(pn.Dense(2, 3), LOADER, Y), TypeError, r"a loader, Dataset or \(x, y\) pair carries"),
+    (lambda: pn.evaluate(pn.Dense(2, 3), X, Y, "mse"), TypeError, r"evaluate's loss must be a portanet loss"),
+    (lambda: pn.predict(pn.Dense(2, 3), LOADER, batch_size=8), TypeError, r"batch_size= applies to arrays"),
+])
+def test_habits_that_cannot_work_get_a_short_portanet_error(call, exc, pattern):
+    with pytest.raises(exc, match=pattern) as info:
+        call()
+    assert len(str(info.value)) < 400 and "[[" not in str(info.value)      # short, and never prints an array
+
+
+def test_the_reported_epochs_message_is_short():
+    # fit(model, loss, opt, x, y) used to put y into epochs and print all of it (2,151 characters); now it trains
+    assert len(_fit(X, Y)) == 1
+
+
+# -- the loss's value is not a gradient -----------------------------------------------------------------------------
+def _step(ctx):
+    model, _ = make(ctx)
+    loss_fn = pn.CrossEntropyLoss()
+    x, y = blobs(8)
+    loss = loss_fn(model(ctx.asarray(x)), ctx.asarray(y))
+    return model, loss_fn, loss
+
+
+def test_model_backward_of_the_loss_value_names_the_fix(ctx):
+    model, loss_fn, loss = _step(ctx)
+    with pytest.raises(pn.ShapeError, match=r"got a 0-d array, the loss's value.*model.backward\(loss_fn.backward"):
+        model.backward(loss)
+    model.backward(loss_fn.backward())                          # the right call still works afterwards
+
+
+def test_loss_value_backward_names_the_fix(ctx):
+    """NumPy, array-api-strict (and CuPy) return a 0-d subclass whose backward() explains itself; torch's tensor
+    gets the same backward on the instance (torch's own would say the tensor does not require grad)."""
+    model, loss_fn, loss = _step(ctx)
+    with pytest.raises(TypeError, match=r"no autograd graph.*model.backward\(loss_fn.backward\(\)\)"):
+        loss.backward()
+    # still the loss: a number, printable, arithmetic as the library's own 0-d arrays, on the model's device
+    plain = loss_fn.forward(model.forward(ctx.asarray(blobs(8)[0])), ctx.asarray(blobs(8)[1]))
+    assert float(loss) == float(plain) > 0
+    assert f"{float(loss):.4f}" == f"{loss:.4f}" if not ctx.spec.startswith("strict") else True
+    assert str(float(loss))[:5] in str(loss)
+    assert float(loss * 2 + 1) == pytest.approx(2 * float(plain) + 1, rel=1e-6)
+    assert ctx.device.holds(loss) and tuple(loss.shape) == ()
+    assert ctx.host(loss).shape == ()
