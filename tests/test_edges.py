@@ -341,3 +341,28 @@ def test_clip_grad_norm_reads_nothing_back_to_the_host(monkeypatch):
     total = pn.optim.clip_grad_norm(params, 2.0)
     monkeypatch.undo()
     assert total.shape == () and float(total) == pytest.approx(math.sqrt(2) * 1e20, rel=1e-6)
+
+
+@pytest.mark.skipif(not kernels.built(), reason=f"kernels: {kernels.status()}")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_kernel_follows_the_standard_code_on_random_edge_rows(dtype):
+    # rows mixing ordinary, huge and infinite logits in every arrangement: the C kernel's loss and gradient are the
+    # standard code's, row by row (each row's loss read from a batch of one)
+    rng = np.random.default_rng(0)
+    pool = np.array([0.0, 1.5, -2.0, 88.0, 89.0, 1e30, -1e30, INF, -INF])
+    z = rng.choice(pool, size=(300, 4)).astype(dtype)
+    y = rng.integers(0, 4, 300)
+    for i in range(len(z)):
+        def run():
+            loss = pn.CrossEntropyLoss(reduction="sum")
+            return float(loss.forward(z[i:i + 1], y[i:i + 1])), loss.backward()
+        value, grad = run()
+        kernels.set_enabled(False)
+        try:
+            ref_value, ref_grad = run()
+        finally:
+            kernels.set_enabled(True)
+        np.testing.assert_allclose(value, ref_value, rtol=1e-6 if dtype == "float32" else 1e-13,
+                                   err_msg=f"row {z[i]} label {y[i]}")
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-6, err_msg=f"row {z[i]} label {y[i]}")
+        assert np.isfinite(grad).all()
