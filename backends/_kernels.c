@@ -297,7 +297,7 @@ static PyObject *py_sgd(PyObject *self, PyObject *args) {
 
 /* adam.py, per element, with the scalars the Python code computes once per step:
  *   decay_w = 1 - lr * wd (AdamW, applied to w first) or g = grad + wd * w (Adam);
- *   m = m * b1 + (1 - b1) * g;  v = v * b2 + (g * g) * (1 - b2);  vmax = max(vmax, v) (amsgrad, NaN-propagating
+ *   m = m * b1 + (1 - b1) * g;  v = v * b2 + ((1 - b2) * g) * g;  vmax = max(vmax, v) (amsgrad, NaN-propagating
  *   like NumPy's maximum; vmax then stands for v);
  *   w = w - (m / (sqrt(v) * inv_sqrt_c2 + eps)) * step_size */
 #define ADAM_KERNEL(NAME, T, SQRT)                                                                               \
@@ -319,8 +319,8 @@ static PyObject *py_sgd(PyObject *self, PyObject *args) {
             mi = mi + gm;                                                                                         \
             m[i] = mi;                                                                                            \
             T vi = v[i] * b2;                                                                                     \
-            T g2 = g * g;                                                                                         \
-            g2 = g2 * one_minus_b2;                                                                               \
+            T g2 = one_minus_b2 * g;                                                                              \
+            g2 = g2 * g;                                                                                          \
             vi = vi + g2;                                                                                         \
             v[i] = vi;                                                                                            \
             if (vmax) {                                                                                           \
@@ -845,8 +845,14 @@ static PyObject *py_take_scale_u8(PyObject *self, PyObject *args) {
 /* ---- softmax cross-entropy ------------------------------------------------------------------------------------ */
 
 /* losses.py's CrossEntropyLoss with integer labels, forward and backward in one pass over the logits:
- *   per row: m = max z;  e = exp(z - m);  s = sum e;  loss = log s - (z[label] - m);  grad = (e / s - onehot) * scale.
- * A label outside 0..c-1 gives a NaN loss and a NaN gradient row, as the standard code's one-hot does.
+ *   per row: m = max z;  d = z - m, but 0 where z == m;  e = exp(d);  s = sum e;  loss = log s - d[label];
+ *   grad = (e / s - onehot) * scale.
+ * Infinite logits follow the rule in CrossEntropyLoss's docstring: d is 0 wherever z equals its row's max, even an
+ * infinite one, so a +inf max (or a row of -inf) gives 0 instead of inf - inf = NaN, and ties share the
+ * probability; exp(-inf) is exactly 0, so a -inf logit below the max gets probability and gradient 0, and a label
+ * below an infinite gap (at -inf, or under a +inf) gives loss +inf with gradient -scale there. A NaN logit makes
+ * its row NaN (m skips a NaN after the first entry, but d is NaN there and poisons s). A label outside 0..c-1
+ * gives a NaN loss and a NaN gradient row, as the standard code's one-hot does.
  * Returns the sum of the per-row losses (accumulated in double); exp and the sums round differently from NumPy's,
  * so this kernel agrees with the standard code to float tolerance, not bit for bit. */
 #define CE_ROW_SETUP(T)                                                                                          \
@@ -856,7 +862,17 @@ static PyObject *py_take_scale_u8(PyObject *self, PyObject *args) {
     for (Py_ssize_t j = 1; j < c; j++)                                                                            \
         m = zi[j] > m ? zi[j] : m;
 
-/* The end of a row whose gi holds exp(z - m): normalise, subtract the one-hot, scale; add the row's loss. */
+/* z - m, 0 where z is the max. A finite max needs no select (z - m is 0 there anyway), so rows take the plain
+ * subtraction, which vectorizes, and only a row with an infinite or NaN max takes the select. */
+#define CE_SHIFT(zj, m) ((zj) == (m) ? 0 : (zj) - (m))
+#define CE_SHIFT_ROW(OUT)                                                                                        \
+    if (isfinite(m))                                                                                              \
+        for (Py_ssize_t j = 0; j < c; j++)                                                                        \
+            OUT(zi[j] - m);                                                                                       \
+    else                                                                                                          \
+        for (Py_ssize_t j = 0; j < c; j++)                                                                        \
+            OUT(CE_SHIFT(zi[j], m));
+
 #define CE_ROW_FINISH(T, LOG)                                                                                    \
     T s = 0;                                                                                                      \
     for (Py_ssize_t j = 0; j < c; j++)                                                                            \
@@ -872,15 +888,16 @@ static PyObject *py_take_scale_u8(PyObject *self, PyObject *args) {
         T p = gi[j] / s;                                                                                          \
         gi[j] = (j == label ? p - (T)1 : p) * scale;                                                              \
     }                                                                                                             \
-    total += (double)LOG(s) - (double)(zi[label] - m);
+    total += (double)LOG(s) - (double)CE_SHIFT(zi[label], m);
 
 static double ce_f64(const double *restrict z, const int64_t *restrict labels, double *restrict grad, Py_ssize_t n,
                      Py_ssize_t c, double scale) {
     double total = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
         CE_ROW_SETUP(double)
-        for (Py_ssize_t j = 0; j < c; j++)
-            gi[j] = exp(zi[j] - m);
+#define CE_EXP(d) gi[j] = exp(d)
+        CE_SHIFT_ROW(CE_EXP)
+#undef CE_EXP
         CE_ROW_FINISH(double, log)
     }
     return total;
@@ -888,10 +905,11 @@ static double ce_f64(const double *restrict z, const int64_t *restrict labels, d
 
 /* exp(x) for the float32 kernel, where x = z - max(z) <= 0: Cephes' expf (x = n ln2 + r, |r| <= ln2 / 2, a
  * degree-7 polynomial in r, times 2^n built from its bits), branch-free so that the compiler vectorizes the loop
- * that calls it; within 2 ulp of libm's expf. Below -87.3 the result is clamped to ~1e-38 (where exp underflows
- * to a subnormal or 0: both vanish next to the row's sum, which is at least 1). NaN stays NaN. */
+ * that calls it; within 2 ulp of libm's expf down to -87.3. x is clamped at -88, where n = -127 makes 2^n's bits
+ * those of +0.0: from about -87.7 down (expf's deep subnormals, -inf included) the result is exactly 0, which
+ * vanishes next to the row's sum (at least 1) and gives a -inf logit probability 0. NaN stays NaN. */
 static inline float exp_nonpositive_f32(float x) {
-    x = x < -87.3f ? -87.3f : x;
+    x = x < -88.0f ? -88.0f : x;
     const float round = 12582912.0f;                         /* 1.5 * 2^23: adding it rounds to an integer */
     float n = (x * 1.44269504088896341f + round) - round;
     float r = x - n * 0.693359375f;
@@ -903,7 +921,7 @@ static inline float exp_nonpositive_f32(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    int32_t k = n == n ? (int32_t)n : 0;                     /* n in [-126, 0]; a NaN x leaves p NaN */
+    int32_t k = n == n ? (int32_t)n : 0;                     /* n in [-127, 0]; a NaN x leaves p NaN */
     union { int32_t i; float f; } two_n = {.i = (k + 127) << 23};
     return p * two_n.f;
 }
@@ -914,8 +932,9 @@ WIDE static double ce_f32(const float *restrict z, const int64_t *restrict label
                           Py_ssize_t n, Py_ssize_t c, float scale) {
     for (Py_ssize_t i = 0; i < n; i++) {
         CE_ROW_SETUP(float)
-        for (Py_ssize_t j = 0; j < c; j++)
-            gi[j] = zi[j] - m;
+#define CE_STORE(d) gi[j] = (d)
+        CE_SHIFT_ROW(CE_STORE)
+#undef CE_STORE
     }
     for (Py_ssize_t k = 0; k < n * c; k++)
         grad[k] = exp_nonpositive_f32(grad[k]);

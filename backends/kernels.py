@@ -11,6 +11,17 @@ Callers ask ``Device.kernel(name)`` and get a callable or None; a kernel that re
 non-contiguous gradient, mixed dtypes) raises TypeError, ValueError or BufferError and the caller runs the
 standard code instead. PORTANET_KERNELS=0 turns them off for the whole process; ``set_enabled`` does so in code.
 
+Edge values are part of a kernel's contract, the same on every backend (a CuPy kernel included), and
+tests/test_edges.py holds each kernel and the standard code to them. softmax_ce(z, labels, grad, scale), per row:
+    m = max(z);  d = z - m, but exactly 0 wherever z == m (an infinite max: no inf - inf);  e = exp(d);
+    s = sum(e);  loss = log(s) - d[label];  grad = (e / s - onehot(label)) * scale.
+So exp(-inf) = 0 gives a -inf logit probability 0 and gradient 0 ([2, -inf, 1], label 0: 0.3132617); a label
+at -inf, or under a +inf, gives loss +inf with a finite gradient; ties at the max share the probability, infinite
+ones too ([inf, inf, 0] -> 1/2, 1/2, 0; a row of -inf is uniform); a NaN anywhere in the row makes its loss and
+gradient NaN (the max may skip it, but its d is NaN and poisons s); a label outside 0..c-1 gives a NaN row. Never
+pick the label's entry by multiplying with a one-hot (0 * -inf = NaN); select it. The float32 kernel's own exp
+must give exactly 0 for -inf (and may flush below ~-87.7, where expf is subnormal).
+
 Threads: a kernel with enough work (the optimizer updates, the Dense + ReLU forward, a uint8 batch's gather and
 conversion) is split over the threads of the OpenBLAS that NumPy uses, which spin between GEMMs anyway: each thread
 takes the share of rows the GEMM before it just wrote into that thread's own cache. The split gives the same bits

@@ -8,6 +8,14 @@ returns dL/dpred for the last call. reduction: "mean" (default) or "sum".
                                               probabilities (batch, classes); fused gradient p - t
     NLLLoss                                   log-probabilities vs int labels
     HingeLoss                                 multi-class hinge (Weston-Watkins / torch MultiMarginLoss)
+
+Infinite and huge scores give the loss and gradient of the limit, the same on every backend and kernel:
+an entry is picked out of a score array by selecting it (``where``), never by multiplying with a one-hot or
+target array, because 0 * inf is NaN. So a -inf logit of a class with target 0 costs nothing, a +inf logit of
+the target class gives loss 0 (BCEWithLogitsLoss at z = +inf, t = 1; CrossEntropyLoss), and gradients stay the
+limit's (softmax - t, sigmoid - t: 0 at a class whose logit is -inf). A loss that is truly infinite (the target
+class at -inf) is +inf with a finite gradient. A NaN score gives a NaN loss. Values whose float square or
+difference overflows (MSE of 1e30 in float32) are +inf, as IEEE arithmetic rounds them.
 """
 from __future__ import annotations
 
@@ -202,7 +210,12 @@ class BCELoss(MSELoss):
 
 
 class BCEWithLogitsLoss(MSELoss):
-    """Binary cross-entropy on logits z: max(z, 0) - z t + log(1 + exp(-|z|)). dL/dz = sigmoid(z) - t."""
+    """Binary cross-entropy on logits z: max(z, 0) - z t + log(1 + exp(-|z|)). dL/dz = sigmoid(z) - t.
+
+    Written as w |z| + log(1 + exp(-|z|)) with w = 1 - t for z >= 0 and t for z < 0, w selected before it
+    multiplies: z = -inf with t = 0 and z = +inf with t = 1 give loss 0 and gradient 0 (PyTorch: NaN);
+    z = -inf with t > 0 gives +inf. A NaN logit gives NaN.
+    """
 
     def _check_values(self, pred, target):
         xp = devices.namespace_of(pred)
@@ -211,9 +224,11 @@ class BCEWithLogitsLoss(MSELoss):
 
     def forward(self, z, target):
         xp = devices.namespace_of(z)
-        e = xp.exp(-xp.abs(z))
+        a = xp.abs(z)
+        e = xp.exp(-a)
         self._cache = (z, target, e)
-        per = xp.maximum(z, 0.0) - z * target + xp.log1p(e)
+        w = xp.where(z >= 0, 1.0 - target, target)
+        per = xp.where(w == 0, 0.0, a) * w + xp.log1p(e)      # 0, not 0 * inf, where w is 0 and z infinite
         return self._reduce(per, _numel(z))
 
     def _grad(self):
@@ -233,23 +248,44 @@ class _ClassLoss(Loss):
         name = type(self).__name__
         xp = devices.namespace_of(pred)
         if pred.ndim != 2:
-            raise ShapeError(f"{name} needs scores of shape (batch, classes), got {tuple(pred.shape)}")
+            raise ShapeError(f"{name} needs scores of shape (batch, classes), got {tuple(pred.shape)}: "
+                             + _scores_fix(pred, target))
         if pred.shape[0] == 0:
             raise ShapeError(f"{name} got an empty batch (shape {tuple(pred.shape)}): batches need at least one sample")
+        n, c = pred.shape
         if xp.isdtype(target.dtype, "integral"):
-            if tuple(target.shape) != (pred.shape[0],):
-                raise ShapeError(f"{name} needs integer labels of shape ({pred.shape[0]},) for scores of shape "
-                                 f"{tuple(pred.shape)}, got {tuple(target.shape)}"
-                                 + (": flatten them (y.reshape(-1))" if target.ndim == 2 else ""))
+            if tuple(target.shape) != (n,):
+                raise ShapeError(f"{name} needs integer labels of shape ({n},) for scores of shape {(n, c)}, got "
+                                 f"{tuple(target.shape)}: " + self._labels_fix(target, n, c))
         elif self.accepts_probabilities and xp.isdtype(target.dtype, "real floating"):
-            if tuple(target.shape) != tuple(pred.shape):
-                raise ShapeError(f"{name} with probability targets needs them shaped like the scores "
-                                 f"{tuple(pred.shape)}, got {tuple(target.shape)}")
+            if tuple(target.shape) != (n, c):
+                fix = ("these look like class labels stored as floats: convert them (y.astype(int64))"
+                       if tuple(target.shape) == (n,) else "give one probability per class, each row summing to 1")
+                raise ShapeError(f"{name} with probability targets needs them shaped like the scores {(n, c)}, "
+                                 f"got {tuple(target.shape)}: {fix}")
             if target.dtype != pred.dtype:
-                raise TypeError(f"{name} got {pred.dtype} scores but {target.dtype} targets: convert the targets")
+                raise TypeError(f"{name} got {pred.dtype} scores but {target.dtype} probability targets: convert "
+                                f"the targets to {pred.dtype} (portanet never upcasts silently)")
         else:
             kinds = "integer class labels" + (" or class probabilities" if self.accepts_probabilities else "")
-            raise TypeError(f"{name} needs {kinds}, got {target.dtype} targets")
+            if xp.isdtype(target.dtype, "real floating"):
+                fix = ("convert labels to integers (y.astype(int64)); for probability targets use "
+                       "CrossEntropyLoss on the logits")
+            else:
+                fix = "pass labels as int64 (y.astype(int64))"
+            raise TypeError(f"{name} needs {kinds}, got {target.dtype} targets: {fix}")
+
+    def _labels_fix(self, target, n, c):
+        """The fix for integer labels of the wrong shape, from the shape they have."""
+        shape = tuple(target.shape)
+        if shape == (n, c) and c > 1:
+            alt = ", or pass the rows as float probabilities (y.astype(float32))" if self.accepts_probabilities else ""
+            return f"they look like one-hot rows; pass the class index of each (y.argmax(1)){alt}"
+        if shape in ((n, 1), (1, n)):
+            return "flatten them (y.reshape(-1))"
+        if target.ndim == 0:
+            return "pass one label per sample, as an array of shape (batch,)"
+        return f"pass one label per sample ({n} samples in this batch); check that x and y were sliced alike"
 
     def _check_values(self, pred, target):
         xp = devices.namespace_of(pred)
@@ -260,16 +296,32 @@ class _ClassLoss(Loss):
                 raise ValueError(f"{type(self).__name__} got labels in [{lo}, {hi}] but the model has {c} classes "
                                  f"(labels 0..{c - 1}): check the labels, or give the last layer more outputs")
         elif bool(xp.any(target < 0)):
-            raise ValueError(f"{type(self).__name__} needs non-negative class probabilities as targets")
+            raise ValueError(f"{type(self).__name__} needs non-negative class probabilities as targets, got a "
+                             f"negative one (min {float(xp.min(target)):g}): give each row probabilities that sum "
+                             "to 1, or integer labels")
 
     def _one_hot(self, xp, labels, c, dtype):
-        """(batch,) int -> (batch, c) float; a label outside 0..c-1 gives a row of NaN, so a bad label
-        that slipped past the checks poisons the loss instead of silently counting as zero."""
-        classes = xp.arange(c, device=array_api_compat.device(labels))
-        hit = labels[:, None] == classes
+        """(batch,) int -> (hit, t): hit (batch, c) bool marks each row's label, t is its float one-hot. A label
+        outside 0..c-1 gives t a row of NaN, so a bad label that slipped past the checks poisons the loss
+        instead of silently counting as zero. Pick scores with ``where(hit, ...)``, not ``t * scores``."""
+        hit = labels[:, None] == _class_index(xp, c, labels)
         onehot = xp.astype(hit, dtype)
         valid = xp.any(hit, axis=1, keepdims=True)
-        return xp.where(valid, onehot, float("nan"))
+        return hit, xp.where(valid, onehot, float("nan"))
+
+
+def _scores_fix(pred, target):
+    """The fix for class scores that are not (batch, classes), from their shape and the target's."""
+    if pred.ndim == 1:
+        if target.ndim == 0:
+            return "one sample's scores without a batch axis: add one (scores[None], y[None])"
+        if tuple(target.shape) == tuple(pred.shape):
+            return ("one score per sample is a binary problem: use BCEWithLogitsLoss with float targets, or give "
+                    "the last layer one output per class")
+        return "add a batch axis (scores[None]) for one sample, or give the last layer one output per class"
+    if pred.ndim == 0:
+        return "pass the model's output for a batch, not a single number"
+    return "flatten the extra axes into the batch or the classes (scores.reshape(-1, classes))"
 
 
 _CLASS_INDEX: dict = {}
@@ -288,8 +340,25 @@ def _class_index(xp, c, like):
 class CrossEntropyLoss(_ClassLoss):
     """Softmax cross-entropy on logits, fused: dL/dz = (softmax(z) - t) / N.
 
-    target: int labels (batch,) or class probabilities (batch, classes). label_smoothing e
-    mixes the target with the uniform distribution: t' = (1 - e) t + e / classes.
+    z: (batch, classes) logits. target: int labels (batch,) or class probabilities (batch, classes).
+    label_smoothing e mixes the target with the uniform distribution: t' = (1 - e) t + e / classes.
+    Returns a 0-d array (mean over the batch, or the sum).
+
+    Infinite logits, the rule every backend and kernel follows (NumPy's C kernel, CuPy's, this code):
+      - shifted = z - max(z) per row, but exactly 0 wherever z equals its row's max, so that an infinite max
+        gives 0 instead of inf - inf = NaN. Ties at the max share the probability, infinite ones too:
+        [inf, 0] -> p = [1, 0]; [inf, inf, 0] -> [1/2, 1/2, 0]; a row of only -inf -> uniform.
+      - p = exp(shifted) / sum(exp(shifted)): exactly 0 at a -inf logit below the max.
+      - the loss picks the target's entries by selection: label rows take shifted[label] (no one-hot product);
+        probability rows add t * (log s - shifted) only where t > 0, as 0 * inf would be NaN. So a -inf logit
+        of a class with target 0 costs nothing ([2, -inf, 1], label 0: 0.3132617; probabilities [0, 1] for
+        [-inf, 0]: 0), a +inf target class gives 0, and a target class infinitely below the max (at -inf,
+        or under a +inf) gives +inf.
+      - the gradient is p - t (p * sum(t) - t for probabilities) times 1/N: finite, 0 at a -inf logit whose
+        target is 0 (-t where it is not).
+      - a NaN logit makes its row's loss and gradient NaN (its loss only where the row has a target above 0:
+        a row of zero targets weighs nothing).
+    PyTorch gives NaN for each of these rows but the NaN one.
     """
 
     accepts_probabilities = True
@@ -315,22 +384,29 @@ class CrossEntropyLoss(_ClassLoss):
                 else:
                     self._cache = (grad, None, None, "fused")
                     return xp.asarray(total / n if self.reduction == "mean" else total, dtype=z.dtype)
-        shifted = z - xp.max(z, axis=1, keepdims=True)
+        m = xp.max(z, axis=1, keepdims=True)
+        shifted = xp.where(z == m, 0.0, z - m)          # 0 at the max even when it is infinite (class docstring)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
         log_s = xp.log(s)
+        eps = self.label_smoothing
         if labels:
-            t = xp.astype(target[:, None] == _class_index(xp, c, target), z.dtype)
-        else:
-            t = target
-        if self.label_smoothing:
-            t = (1.0 - self.label_smoothing) * t + self.label_smoothing / c
-        if labels:
-            # rows of t sum to 1, so -sum t (shifted - log s) = sum(log s) - sum(t * shifted): two small ops fewer.
+            hit = target[:, None] == _class_index(xp, c, target)
+            t = xp.astype(hit, z.dtype)
+            # rows of t sum to 1, so -sum t (shifted - log s) = sum(log s) - sum(shifted[label]), the label's entry
+            # selected (t * shifted is 0 * -inf = NaN at a -inf logit). Label smoothing adds e / c of every entry.
             # (Labels outside 0..c-1 are caught by __call__'s checks, or once on the host by fit.)
-            total = xp.sum(log_s) - xp.sum(t * shifted)
+            total = xp.sum(log_s)
+            if eps < 1.0:
+                picked = xp.sum(xp.where(hit, shifted, 0.0))
+                total = total - (picked if not eps else (1.0 - eps) * picked)
+            if eps:
+                total = total - (eps / c) * xp.sum(shifted)
+                t = (1.0 - eps) * t + eps / c
         else:
-            total = xp.sum(t * (log_s - shifted))
+            t = target if not eps else (1.0 - eps) * target + eps / c
+            # t * -log p, with 0 where t = 0 (0 * inf at a -inf logit would be NaN)
+            total = xp.sum(t * xp.where(t == 0, 0.0, log_s - shifted))
         self._cache = (e, s, t, labels)
         return total / n if self.reduction == "mean" else total
 
@@ -350,14 +426,20 @@ class CrossEntropyLoss(_ClassLoss):
 
 
 class NLLLoss(_ClassLoss):
-    """-log_probs[i, label_i], for a model ending in LogSoftmax. dL/dlog_probs = -onehot / N."""
+    """-log_probs[i, label_i], for a model ending in LogSoftmax. dL/dlog_probs = -onehot / N.
+
+    log_probs: (batch, classes); target: int labels (batch,). The label's entry is selected, so -inf at
+    another class (probability 0) costs nothing, and -inf at the label gives +inf. A NaN anywhere in a
+    row makes the loss NaN, as in every loss here.
+    """
 
     def forward(self, log_probs, target):
         xp = devices.namespace_of(log_probs)
         n, c = log_probs.shape
-        t = self._one_hot(xp, target, c, log_probs.dtype)
+        hit, t = self._one_hot(xp, target, c, log_probs.dtype)
         self._cache = (t,)
-        return self._reduce(-(t * log_probs), n)
+        # -log_probs at the label (and at a NaN); elsewhere t: 0, or NaN on the row of a bad label
+        return self._reduce(xp.where(hit | xp.isnan(log_probs), -log_probs, t), n)
 
     def _grad(self):
         (t,) = self._cache
@@ -365,7 +447,12 @@ class NLLLoss(_ClassLoss):
 
 
 class HingeLoss(_ClassLoss):
-    """Multi-class hinge: sum over j != y of max(0, margin - s_y + s_j) / classes (torch's MultiMarginLoss)."""
+    """Multi-class hinge: sum over j != y of max(0, margin - s_y + s_j) / classes (torch's MultiMarginLoss).
+
+    scores: (batch, classes); target: int labels (batch,). s_y is selected, not summed from scores * onehot,
+    so infinite scores give the limit: s_y = +inf -> 0, s_y = -inf or s_j = +inf -> +inf, with the (finite)
+    subgradient of the margins that are active; s_j equal to s_y counts as a tie (margin) even at infinity.
+    """
 
     def __init__(self, reduction="mean", margin=1.0, check_values=True):
         super().__init__(reduction, check_values)
@@ -374,9 +461,11 @@ class HingeLoss(_ClassLoss):
     def forward(self, scores, target):
         xp = devices.namespace_of(scores)
         n, c = scores.shape
-        t = self._one_hot(xp, target, c, scores.dtype)
-        correct = xp.sum(scores * t, axis=1, keepdims=True)
-        margins = xp.maximum(self.margin - correct + scores, 0.0) * (1.0 - t)
+        hit, t = self._one_hot(xp, target, c, scores.dtype)
+        correct = xp.sum(xp.where(hit, scores, 0.0), axis=1, keepdims=True)
+        gap = xp.where(scores == correct, 0.0, scores - correct)          # s_j - s_y; 0 for ties, inf ones too
+        # the label's own entry is 0 (selected, as its gap may be inf - inf); (1 - t) keeps a bad label's NaN row
+        margins = xp.where(hit, 0.0, xp.maximum(self.margin + gap, 0.0)) * (1.0 - t)
         self._cache = (margins, t)
         return self._reduce(margins / c, n)
 
@@ -385,6 +474,7 @@ class HingeLoss(_ClassLoss):
         xp = self._xp
         n, c = margins.shape
         active = xp.astype(margins > 0, margins.dtype)
+        active = xp.where(xp.isnan(margins), margins, active)        # a NaN score: NaN gradient, not 0
         g = active - t * xp.sum(active, axis=1, keepdims=True)
         return g * (self._scale(n) / c)
 

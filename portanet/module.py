@@ -437,16 +437,43 @@ def _torch_hint(state, transposed=False) -> str:
 
 
 def check_features(layer, x, expected: int, what: str = "features"):
-    """Shared check for layers that take (batch, features) input."""
+    """Shared check for layers that take (batch, features) input. The fix in the message follows from the
+    shape: an input whose whole size is one sample's features is that sample without its batch axis."""
     if x.ndim == 2 and x.shape[0] == 0:
         raise ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one "
                          "sample; check the slicing or the DataLoader's drop_last")
-    if x.ndim != 2:
-        fix = "flatten images first (add Flatten() before it)" if x.ndim > 2 else "add a batch axis (x[None, :])"
-        raise ShapeError(f"{layer!r} got input of shape {tuple(x.shape)}; it expects (batch, {expected}): {fix}.")
-    if x.shape[1] != expected:
-        raise ShapeError(f"{layer!r} got input of shape {tuple(x.shape)}; it expects (batch, {expected}) "
-                         f"{what}: check the previous layer's output size or the data's feature count.")
+    if x.ndim == 2 and x.shape[1] == expected:
+        return
+    shape = tuple(x.shape)
+    size = 1
+    for s in shape:
+        size *= s
+    if x.ndim == 2 or x.ndim == 0:
+        if x.ndim == 2 and size == expected:
+            fix = (f"{shape} holds {size} values, one sample's {what}: add a batch axis (x[None]; "
+                   "x.reshape(1, -1) if the model does not start with Flatten())")
+        elif x.ndim == 2:
+            fix = "check the previous layer's output size or the data's feature count"
+        else:
+            fix = "pass a batch of samples, not a single number"
+        raise ShapeError(f"{layer!r} got input of shape {shape}; it expects (batch, {expected}) {what}: {fix}.")
+    if x.ndim == 1:
+        if size == expected:
+            fix = "it is one sample: add a batch axis (x[None, :])"
+        elif expected == 1:
+            fix = "it is a batch of single values: add a feature axis (x[:, None])"
+        else:
+            fix = f"it is neither one sample ({expected} values) nor a batch of single values: reshape the data"
+    else:
+        per_sample = size // shape[0] if shape[0] else 0
+        if per_sample == expected:
+            fix = "flatten images first (add Flatten() before it)"
+        elif size == expected:
+            fix = "it is one sample: add a batch axis (x[None]) and flatten it (Flatten() first)"
+        else:
+            fix = (f"flatten images first (add Flatten() before it); each sample holds {per_sample} values, "
+                   f"not {expected}")
+    raise ShapeError(f"{layer!r} got input of shape {shape}; it expects (batch, {expected}): {fix}.")
 
 
 def check_float(layer, x, dtype):

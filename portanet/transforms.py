@@ -1,8 +1,15 @@
 """Data augmentation that runs on the device, one batch at a time, in the Array API.
 
-A transform is ``t(x, rng) -> x`` for images x: (batch, height, width) (or (batch, channels, height,
-width)) and a device Generator rng. Give them to a training DataLoader: ``transform=Compose(RandomShift(2),
-RandomRotation(10))``. Every sample gets its own random draw; nothing is looped over in Python.
+A transform is ``t(x, rng) -> x`` for float images x: (batch, height, width) or (batch, channels, height,
+width), channels first, and a device Generator rng. Give them to a training DataLoader: ``transform=Compose(
+RandomShift(2), RandomRotation(10))``; it converts uint8 images to floats before the transform. Every sample gets
+its own random draw, the same for all of its channels; nothing is looped over in Python.
+
+Channels-last batches (batch, height, width, channels) are refused, not transformed: flipping or shifting their
+last two axes would move colour channels instead of pixels. A 4-D batch counts as channels-last when its last
+axis is 1, 3 or 4 (grey, RGB, RGBA) and its axes 1 and 2 are both at least 4 times that (images of 4 x 4 pixels
+and up): (64, 32, 32, 3) is refused, (64, 3, 32, 32) and (64, 64, 8, 4) are taken as channels-first. The fix
+is one transpose on the host, before the DataLoader: ``x.transpose(0, 3, 1, 2)``.
 """
 from __future__ import annotations
 
@@ -12,12 +19,42 @@ import array_api_compat
 
 from .errors import ShapeError
 
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def _looks_channels_last(shape):
+    """Whether the last axis of (..., a, b, c) reads as colour channels: c in 1/3/4, a and b much larger."""
+    c = shape[-1]
+    return c in _CHANNEL_COUNTS and min(shape[-3], shape[-2]) >= 4 * c
+
 
 def _images(name, x):
+    """The namespace of a float image batch x, (batch, H, W) or (batch, C, H, W); a clear error otherwise."""
+    shape = tuple(x.shape)
     if x.ndim < 3:
-        raise ShapeError(f"{name} needs images shaped (batch, height, width), got {tuple(x.shape)}: keep the "
+        raise ShapeError(f"{name} needs images shaped (batch, height, width), got {shape}: keep the "
                          "images 2-D in the DataLoader and put Flatten() first in the model")
-    return array_api_compat.array_namespace(x)
+    if x.ndim > 4:
+        raise ShapeError(f"{name} needs images shaped (batch, height, width) or (batch, channels, height, width), "
+                         f"got {shape}: fold the extra axes into the batch or the channels first")
+    if _looks_channels_last(shape):
+        if x.ndim == 4:
+            raise ShapeError(f"{name} got images of shape {shape}, which look channels-last (batch, height, width, "
+                             f"channels={shape[-1]}); transforms take channels first, (batch, channels, height, "
+                             "width): transpose them on the host before the DataLoader (x.transpose(0, 3, 1, 2))")
+        raise ShapeError(f"{name} got an array of shape {shape}, which looks like one channels-last image (height, "
+                         f"width, channels={shape[-1]}); transforms take a batch (batch, channels, height, width): "
+                         "x.transpose(2, 0, 1)[None], and before the DataLoader x.transpose(0, 3, 1, 2)")
+    return _require_float(name, x)
+
+
+def _require_float(name, x):
+    xp = array_api_compat.array_namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} needs float images, got {x.dtype}: the DataLoader converts uint8 images "
+                        "(scaled by 1/255) before its transform; called by hand, convert first "
+                        "(x.astype(float32) / 255)")
+    return xp
 
 
 def _per_sample(xp, v, x):
@@ -136,7 +173,8 @@ class RandomFlip:
 
 
 class GaussianNoise:
-    """Add N(0, std^2) noise to every pixel."""
+    """Add N(0, std^2) noise to every value, drawn independently: any float array (images in either layout,
+    or flat features), since noise moves no pixel."""
 
     def __init__(self, std=0.05):
         if std < 0:
@@ -144,6 +182,7 @@ class GaussianNoise:
         self.std = float(std)
 
     def __call__(self, x, rng):
+        _require_float("GaussianNoise", x)
         if self.std == 0:
             return x
         return x + rng.normal(tuple(x.shape), x.dtype, 0.0, self.std)

@@ -12,6 +12,7 @@ from portanet.datasets import read_idx, write_idx
 
 F32 = np.float32
 NO_GPU = backends.get("cupy").unavailable() is not None
+ONE_HOT = np.eye(3, dtype=np.int64)[[0, 1, 2, 0]]          # integer one-hot rows, (4, 3)
 
 
 def images(n=4):
@@ -70,6 +71,17 @@ CASES = [
      r"at least 2.*drop_last=True.*model.eval\(\)"),
     ("PReLU per-feature", lambda t: pn.PReLU(5)(np.zeros((2, 4), F32)), pn.ShapeError, r"one slope per feature"),
     ("Dense size zero", lambda t: pn.Dense(0, 5), ValueError, r"in_features to be a positive int"),
+    ("one image into a Flatten-first MLP", lambda t: pn.Sequential(pn.Flatten(), pn.Dense(784, 10))(
+        np.zeros((28, 28), F32)), pn.ShapeError, r"\(28, 28\) holds 784 values, one sample's features: add a batch "
+     r"axis \(x\[None\]"),
+    ("one channels-first image into Dense", lambda t: pn.Dense(3072, 10)(np.zeros((3, 32, 32), F32)), pn.ShapeError,
+     r"it is one sample: add a batch axis \(x\[None\]\) and flatten it"),
+    ("a batch of scalars into Dense", lambda t: pn.Dense(1, 4)(np.zeros(5, F32)), pn.ShapeError,
+     r"batch of single values: add a feature axis \(x\[:, None\]\)"),
+    ("one sample into BatchNorm", lambda t: pn.BatchNorm1d(5)(np.zeros(5, F32)), pn.ShapeError,
+     r"\(5,\).*one sample: add a batch axis"),
+    ("one sample into PReLU", lambda t: pn.PReLU(5)(np.zeros(5, F32)), pn.ShapeError,
+     r"one sample: add a batch axis \(x\[None, :\]\)"),
     ("Sequential of non-modules", lambda t: pn.Sequential(pn.Dense(2, 2), "relu"), TypeError,
      r"takes portanet Modules; item 1 is str"),
     ("Dropout p = 1", lambda t: pn.Dropout(1.0), ValueError, r"must be in \[0, 1\).*p=0 disables"),
@@ -84,7 +96,23 @@ CASES = [
     ("probability targets of the wrong shape", lambda t: ce(np.zeros((3, 10), F32), np.zeros((3, 9), F32)),
      pn.ShapeError, r"shaped like the scores \(3, 10\)"),
     ("scores without a class axis", lambda t: ce(np.zeros(3, F32), np.zeros(3, np.int64)), pn.ShapeError,
-     r"\(batch, classes\)"),
+     r"\(batch, classes\).*binary problem: use BCEWithLogitsLoss"),
+    ("one sample's scores", lambda t: ce(np.zeros(3, F32), np.zeros((), np.int64)), pn.ShapeError,
+     r"without a batch axis: add one \(scores\[None\], y\[None\]\)"),
+    ("one-hot labels into CrossEntropyLoss", lambda t: ce(np.zeros((4, 3), F32), ONE_HOT),
+     pn.ShapeError, r"got \(4, 3\): they look like one-hot rows.*\(y\.argmax\(1\)\).*as float probabilities"),
+    ("one-hot labels into NLLLoss", lambda t: pn.NLLLoss()(np.zeros((4, 3), F32), ONE_HOT),
+     pn.ShapeError, r"one-hot rows; pass the class index of each \(y\.argmax\(1\)\)$"),
+    ("labels for another batch", lambda t: ce(np.zeros((4, 3), F32), np.zeros(5, np.int64)), pn.ShapeError,
+     r"got \(5,\): pass one label per sample \(4 samples in this batch\)"),
+    ("float labels into CrossEntropyLoss", lambda t: ce(np.zeros((4, 3), F32), np.zeros(4, F32)), pn.ShapeError,
+     r"class labels stored as floats: convert them \(y\.astype\(int64\)\)"),
+    ("float labels into NLLLoss", lambda t: pn.NLLLoss()(np.zeros((4, 3), F32), np.zeros(4, F32)), TypeError,
+     r"needs integer class labels, got float32 targets: convert labels to integers \(y\.astype\(int64\)\)"),
+    ("negative probabilities", lambda t: ce(np.zeros((2, 2), F32), np.full((2, 2), -0.5, F32)), ValueError,
+     r"non-negative class probabilities.*got a negative one \(min -0\.5\).*sum to 1"),
+    ("probabilities of another dtype", lambda t: ce(np.zeros((2, 2), F32), np.zeros((2, 2))), TypeError,
+     r"float64 probability targets: convert the targets to float32"),
     ("NLL labels out of range", lambda t: pn.NLLLoss()(np.zeros((2, 3), F32), np.array([0, 3])), ValueError,
      r"labels 0..2"),
     ("BCE on logits", lambda t: pn.BCELoss()(np.array([[2.0]], F32), np.array([[1.0]], F32)), ValueError,
@@ -111,6 +139,18 @@ CASES = [
      r"leaves no batch.*smaller batch_size"),
     ("augmenting flat images", lambda t: pn.RandomShift(1)(np.zeros((2, 784), F32), pn.device("cpu").rng(0)),
      pn.ShapeError, r"Flatten\(\) first"),
+    ("flipping channels-last images", lambda t: pn.RandomFlip()(np.zeros((4, 32, 32, 3), F32),
+                                                                pn.device("cpu").rng(0)),
+     pn.ShapeError, r"\(4, 32, 32, 3\), which look channels-last.*before the DataLoader \(x\.transpose\(0, 3, 1, 2"),
+    ("shifting one channels-last image", lambda t: pn.RandomShift(2)(np.zeros((32, 32, 3), F32),
+                                                                     pn.device("cpu").rng(0)),
+     pn.ShapeError, r"one channels-last image.*x\.transpose\(2, 0, 1\)\[None\]"),
+    ("channels-last images through a DataLoader", lambda t: list(pn.DataLoader(
+        np.zeros((8, 32, 32, 3), np.uint8), batch_size=4, transform=pn.RandomRotation(10))), pn.ShapeError,
+     r"RandomRotation got images of shape \(4, 32, 32, 3\).*x\.transpose\(0, 3, 1, 2\)"),
+    ("augmenting uint8 images by hand", lambda t: pn.RandomShift(1)(np.zeros((2, 8, 8), np.uint8),
+                                                                    pn.device("cpu").rng(0)),
+     TypeError, r"needs float images, got uint8.*x\.astype\(float32\) / 255"),
     # -- devices ------------------------------------------------------------------------------------------------
     ("array from another device", lambda t: pn.Dense(2, 2, device="strict:device1")(
         pn.device("strict").asarray(np.zeros((1, 2)), dtype="float32")), pn.DeviceMismatchError,

@@ -124,9 +124,10 @@ def test_fused_cross_entropy_float32_exp_is_accurate_over_its_whole_range():
     _, grad = _ce(z, y, "sum")
     e = np.exp(x.astype(np.float64))
     p = e / (1 + e)
-    tiny = x < -87                                           # exp underflows there; the kernel gives ~1e-38
+    tiny = x < -87                                           # exp underflows there; the kernel gives < 2e-38
     np.testing.assert_allclose(grad[~tiny, 1], p[~tiny], rtol=4 * 2.0**-24)
     assert (grad[tiny, 1] >= 0).all() and (grad[tiny, 1] < 2e-38).all()
+    assert (grad[x <= -88, 1] == 0).all()                    # and exactly 0 from -88 down: exp(-inf) must be 0
     np.testing.assert_allclose(grad[:, 0], -grad[:, 1], atol=2.0**-23)     # p0 - 1 rounds near 1
 
 

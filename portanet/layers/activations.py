@@ -163,8 +163,10 @@ class PReLU(Activation):
         if self.num_parameters > 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             from ..errors import ShapeError
 
+            one = x.ndim == 1 and x.shape[0] == self.num_parameters
             raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}; it expects "
-                             f"(batch, {self.num_parameters}, ...): one slope per feature on axis 1")
+                             f"(batch, {self.num_parameters}, ...): one slope per feature on axis 1"
+                             + ("; it is one sample: add a batch axis (x[None, :])" if one else ""))
         a = self._broadcast(a, x.ndim)
         positive = x > 0
         self._saved = (x, positive)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
-from ..module import Module, Parameter, check_float
+from ..module import Module, Parameter, check_features, check_float
 
 
 class BatchNorm1d(Module):
@@ -35,7 +35,7 @@ class BatchNorm1d(Module):
     def forward(self, x):
         xp = self.xp
         if x.ndim != 2 or x.shape[1] != self.num_features:
-            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}; it expects (batch, {self.num_features})")
+            check_features(self, x, self.num_features)      # raises, with the fix its shape calls for
         if x.dtype != self.running_mean.dtype:
             check_float(self, x, self.running_mean.dtype)
         if self.training:

@@ -13,6 +13,11 @@ class Adam(Optimizer):
         m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
         w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     amsgrad=True uses the running maximum of v.
+
+    Edges, as PyTorch: (1 - b2) g g is computed (1 - b2) g first, so a float32 gradient up to ~5.8e20 does not
+    overflow at once; v itself overflows once g^2 passes ~3.4e38, and the step is then 0 (m / inf), finite.
+    A zero gradient gives a zero step thanks to eps; eps=0 gives 0 / 0 = NaN there (and inf where g^2
+    underflows), as in PyTorch. A NaN gradient gives NaN weights. Clip huge gradients with clip_grad_norm.
     """
 
     _decoupled = False
@@ -42,8 +47,8 @@ class Adam(Optimizer):
         m *= b1
         m += (1.0 - b1) * g
         v *= b2
-        g2 = g * g
-        g2 *= 1.0 - b2                       # in place: one temporary instead of two
+        g2 = (1.0 - b2) * g                  # PyTorch's order: g * g alone overflows float32 from |g| ~ 1.8e19
+        g2 *= g                              # in place: one temporary instead of two
         v += g2
         if group["amsgrad"]:
             vmax = state["max_exp_avg_sq"]

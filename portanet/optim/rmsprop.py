@@ -1,12 +1,25 @@
 """RMSprop and Adagrad: per-coordinate step sizes from squared-gradient statistics."""
 from __future__ import annotations
 
+import math
+
 from .optimizer import Optimizer
 
 
 class RMSprop(Optimizer):
     """PyTorch's RMSprop:  s = alpha s + (1 - alpha) g^2;  w -= lr * g / (sqrt(s) + eps).
-    centered=True subtracts the squared running mean of g; momentum > 0 adds a velocity."""
+    centered=True subtracts the squared running mean of g; momentum > 0 adds a velocity.
+
+    Edges. The averages are updated as s += (1 - alpha)(g^2 - s), the same average, but rounding only the
+    small update: written alpha s + (1 - alpha) g^2 they drift by rounding every step, and for a steady gradient
+    the centered variance s - mean(g)^2, which then nears 0, is all drift (float32, constant gradient, alpha
+    0.99: NaN weights from step ~1200 before). (1 - alpha) g g is formed (1 - alpha) g first, as in PyTorch, so
+    that g g does not overflow float32 before the average does (from |g| ~ 1.8e19). The centered variance is
+    clamped at 0, where rounding can still take it: the step there is lr * g / eps, the limit of the exact
+    variance going to 0, finite. Where s overflows, the variance is inf and the step 0, as in PyTorch (whose
+    fused s - mean^2 stays finite there by rounding once; a constant gradient of 1e-20 makes its weights NaN).
+    A NaN gradient gives NaN weights.
+    """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  **unknown):
@@ -26,14 +39,20 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(p.data)
         state["step"] += 1
+        # the moving averages as updates, s += (1 - alpha)(g^2 - s): as s nears g^2 (a steady gradient) the update
+        # is small and rounds little, where alpha s + (1 - alpha) g^2 rounds two big terms every step and drifts
         sq = state["square_avg"]
-        sq *= alpha
-        sq += (1.0 - alpha) * (g * g)
+        d = (1.0 - alpha) * g
+        d *= g                                   # (1 - alpha) g first, as PyTorch: g * g overflows float32 sooner
+        d -= (1.0 - alpha) * sq
+        sq += xp.where(sq == math.inf, 0.0, d)   # an overflowed s stays inf (inf - inf would make it NaN)
         if group["centered"]:
             ga = state["grad_avg"]
-            ga *= alpha
-            ga += (1.0 - alpha) * g
-            avg = xp.sqrt(sq - ga * ga)
+            ga += (1.0 - alpha) * (g - ga)
+            # a variance, so never below 0, however the two averages rounded; inf where s itself overflowed
+            # (inf - inf), as PyTorch's fused s - mean^2 gives there
+            var = xp.maximum(sq - ga * ga, 0.0)
+            avg = xp.sqrt(xp.where(sq == math.inf, sq, var))
         else:
             avg = xp.sqrt(sq)
         avg += eps
@@ -47,7 +66,11 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """PyTorch's Adagrad:  s += g^2;  w -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)."""
+    """PyTorch's Adagrad:  s += g^2;  w -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
+
+    Edges, as PyTorch: once s overflows (float32 |g| beyond ~1.8e19) the step is 0, finite; eps=0 with a
+    zero gradient gives 0 / 0 = NaN.
+    """
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
                  **unknown):
