@@ -221,7 +221,7 @@ extern "C" __global__ void sgd_apply_f64(double *w, double *buf, i64 n, double l
 
 # adam.py's update, one pass, with the scalars the Python code computes once per step:
 #   mode 2 (AdamW): w = w * decay;  mode 1 (Adam): g = grad + wd * w
-#   m = m * b1 + (1 - b1) * g;  v = v * b2 + (g * g) * (1 - b2);  amsgrad: vmax = max(vmax, v) (NaN kept, as
+#   m = m * b1 + (1 - b1) * g;  v = v * b2 + ((1 - b2) * g) * g;  amsgrad: vmax = max(vmax, v) (NaN kept, as
 #   maximum does) and stands for v;  w = w - (m / (sqrt(v) * inv_sqrt_c2 + eps)) * step_size
 ADAM = PRELUDE + r"""
 template <typename T>
@@ -236,7 +236,7 @@ __device__ void adam(T *w, const T *grad, T *m, T *v, T *vmax, int amsgrad, i64 
             g = g + wd * wi;
         T mi = m[i] * b1 + one_minus_b1 * g;
         m[i] = mi;
-        T vi = v[i] * b2 + (g * g) * one_minus_b2;
+        T vi = v[i] * b2 + (one_minus_b2 * g) * g;      // (1 - b2) g first: g * g overflows at |g| ~ 1e19
         v[i] = vi;
         if (amsgrad) {
             T top = vmax[i];
@@ -374,8 +374,11 @@ extern "C" __global__ void take_scale_u8_f64(const unsigned char *x, i64 n_x, co
 # ---- classification heads -----------------------------------------------------------------------------------
 
 # losses.py's CrossEntropyLoss on int labels, loss and gradient in one launch:
-#   per row: m = max z;  e = exp(z - m);  s = sum e;  loss = log s - (z[label] - m)  (z[label] selected, never
-#   multiplied by a one-hot: a -inf logit elsewhere contributes e = 0, not 0 * -inf);  grad = (e / s - onehot) * scale
+#   per row: m = max z;  d = z - m, but 0 where z == m;  e = exp(d);  s = sum e;  loss = log s - d[label]  (d[label]
+#   selected, never multiplied by a one-hot: a -inf logit elsewhere contributes e = 0, not 0 * -inf);
+#   grad = (e / s - onehot) * scale
+# Infinite logits follow CrossEntropyLoss's rule (losses.py): d is 0 wherever z equals the row's max, even an
+# infinite one, so a +inf max (or a row of -inf) gives 0 instead of inf - inf = NaN, and ties share the probability.
 # A label outside 0..c-1, or a NaN logit, makes the row's loss and gradient NaN. The total is summed in float64
 # and stored once in the logits' dtype.
 # One block of 256 threads: thread t takes rows t, t + 256, ...; the per-thread totals are then added in a fixed
@@ -395,7 +398,7 @@ __device__ void softmax_ce(const T *z, const i64 *labels, T *grad, T *total, i64
             m = zi[j] > m ? zi[j] : m;
         T s = 0;
         for (i64 j = 0; j < c; j++) {
-            T e = exp(zi[j] - m);
+            T e = exp(zi[j] == m ? (T)0 : zi[j] - m);
             gi[j] = e;
             s = s + e;
         }
@@ -410,7 +413,7 @@ __device__ void softmax_ce(const T *z, const i64 *labels, T *grad, T *total, i64
             T p = gi[j] / s;
             gi[j] = (j == label ? p - (T)1 : p) * scale;
         }
-        acc += (double)log(s) - (double)(zi[label] - m);
+        acc += (double)log(s) - (double)(zi[label] == m ? (T)0 : zi[label] - m);
     }
     part[threadIdx.x] = acc;
     __syncthreads();
