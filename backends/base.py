@@ -202,6 +202,36 @@ class Backend:
         """Per-batch host -> device copies for placement="stream" (CuPy overrides with pinned, async ones)."""
         return SyncStreamer(self, native)
 
+    def step_graph(self, native):
+        """A StepGraph that records a training step on ``native`` into a CUDA graph, or None where this backend
+        cannot (every host backend). CuPy and torch on CUDA override it."""
+        return None
+
+
+class CaptureUnsupported(RuntimeError):
+    """A step that cannot be recorded into a CUDA graph (what it contains, and why)."""
+
+
+class StepGraph:
+    """One training step recorded into a CUDA graph and replayed (the protocol backends implement).
+
+    warmup(fn)                 run fn() eagerly where the capture will happen (lazy allocations, kernel loading,
+                               cuBLAS workspaces), ordered after the work already queued; returns fn()'s result
+    capture(fn, generators)    record fn() into the graph without running it; returns what fn() returned, arrays
+                               whose storage every replay rewrites. ``generators``: the model's random generators,
+                               which must advance on every replay; CaptureUnsupported where that cannot be arranged
+    replay()                   run the recorded step on the current stream, asynchronously
+    """
+
+    def warmup(self, fn):
+        raise NotImplementedError
+
+    def capture(self, fn, generators=()):
+        raise NotImplementedError
+
+    def replay(self):
+        raise NotImplementedError
+
 
 class SyncStreamer:
     """Per-batch host -> device copy, done when submitted (CPU backends, array-api-strict)."""

@@ -6,7 +6,7 @@ import types
 import numpy as np
 
 from . import kernels as host_kernels
-from .base import Backend, DeviceError, DeviceUnavailableError
+from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, StepGraph
 from .counter_rng import PhiloxGenerator
 
 INSTALL_HINT = "pip install 'portanet[gpu]'"
@@ -141,6 +141,70 @@ class CupyBackend(Backend):
 
     def streamer(self, native):
         return PinnedStreamer(native)
+
+    def step_graph(self, native):
+        return CupyStepGraph(native)
+
+
+class CupyStepGraph(StepGraph):
+    """A training step in a CUDA graph through CuPy's stream capture (Stream.begin_capture / end_capture, relaxed
+    mode, so CuPy's memory pool may still call cudaMalloc while recording).
+
+    Memory: CuPy's pool keeps one arena per stream, and the warm-up and the capture run on a stream of their own
+    that nothing else uses, so the blocks the recorded kernels read and write stay theirs: freed during the
+    capture, they go back to this stream's arena, which only the next warm-up or capture draws from, after the
+    last replay has finished (it waits on the current stream first). Replays run on the current stream.
+    GEMMs: CuPy refuses its own cuBLAS calls during a capture (cupy/cupy#6290); portanet's go through its own handle
+    (backends/cublas.py), whose stream and workspace are set during the warm-up on this same stream, so nothing is
+    allocated inside a recorded GEMM.
+    Random numbers: the Philox generator's counter lives on the host (backends/counter_rng.py), so a recorded draw
+    would repeat its mask on every replay; a model with Dropout is refused (CaptureUnsupported), and fit's
+    capture="auto" trains it eagerly."""
+
+    def __init__(self, native):
+        import cupy
+
+        self._cupy, self._native = cupy, native
+        with native:
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        self._graph = None
+
+    def _after_current(self):
+        self._stream.wait_event(self._cupy.cuda.get_current_stream().record())
+
+    def warmup(self, fn):
+        cupy = self._cupy
+        with self._native:
+            current = cupy.cuda.get_current_stream()
+            self._after_current()
+            with self._stream:
+                out = fn()
+            current.wait_event(self._stream.record())
+        return out
+
+    def capture(self, fn, generators=()):
+        if generators:
+            raise CaptureUnsupported("the model draws random numbers (Dropout) from CuPy's Philox generator, whose "
+                                     "counter lives on the host: a recorded draw would repeat its mask on every replay")
+        with self._native:
+            self._after_current()
+            self._graph = None                      # the last graph's replays are behind the event just waited on
+            with self._stream:
+                self._stream.begin_capture()
+                try:
+                    out = fn()
+                except BaseException:
+                    try:                            # leave the stream usable; the step's own error is the one to see
+                        self._stream.end_capture()
+                    except Exception:
+                        pass
+                    raise
+                graph = self._stream.end_capture()
+        self._graph = graph
+        return out
+
+    def replay(self):
+        self._graph.launch(stream=self._cupy.cuda.get_current_stream())
 
 
 class PinnedStreamer:

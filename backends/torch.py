@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend, DeviceError, DeviceUnavailableError, Generator
+from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, Generator, StepGraph
 
 
 class TorchGenerator(Generator):
@@ -151,12 +151,58 @@ class TorchBackend(Backend):
 
             torch.cuda.synchronize(native)
 
+    def step_graph(self, native):
+        return TorchStepGraph(native) if native.type == "cuda" else None
+
     def free_memory(self, native):
         if native.type == "cuda":
             import torch
 
             return torch.cuda.mem_get_info(native)[0]
         return None
+
+
+class TorchStepGraph(StepGraph):
+    """A training step in a torch.cuda.CUDAGraph, as PyTorch's whole-network capture recipe does it: warm-up on a
+    side stream, capture through torch.cuda.graph (its private memory pool keeps every address the graph uses), and
+    replay on the current stream. The graph's pool is shared by the next capture (a re-capture after the learning
+    rate changed)."""
+
+    def __init__(self, native):
+        import torch
+
+        self._torch, self._native = torch, native
+        self._side = torch.cuda.Stream(device=native)
+        self._pool = torch.cuda.graph_pool_handle()
+        self._graph = None
+
+    def warmup(self, fn):
+        torch = self._torch
+        current = torch.cuda.current_stream(self._native)
+        self._side.wait_stream(current)
+        with torch.cuda.stream(self._side):
+            out = fn()
+        current.wait_stream(self._side)
+        return out
+
+    def capture(self, fn, generators=()):
+        torch = self._torch
+        graph = torch.cuda.CUDAGraph()
+        for gen in generators:
+            # a generator other than the device's default must be registered, so each replay advances its offset
+            if not hasattr(graph, "register_generator_state"):
+                raise CaptureUnsupported(f"this PyTorch ({torch.__version__}) cannot register a generator of its own "
+                                         "with a CUDA graph (CUDAGraph.register_generator_state), so Dropout's masks "
+                                         "would repeat on every replay")
+            graph.register_generator_state(gen._gen)
+        self._side.wait_stream(torch.cuda.current_stream(self._native))
+        with torch.cuda.graph(graph, pool=self._pool, stream=self._side):
+            out = fn()
+        self._graph = graph
+        return out
+
+    def replay(self):
+        self._graph.replay()
 
 
 BACKEND = TorchBackend()

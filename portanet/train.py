@@ -18,6 +18,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
+from .step.capture import CapturedStep, check_mode, graph_for
 from .step.train_step import TrainStep
 
 _BIG = 2**62
@@ -143,7 +144,8 @@ _FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
 
 
 def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
-        verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None):
+        verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
+        capture="auto"):
     """Train ``model`` for ``epochs`` more epochs and return a History.
 
     Two forms:
@@ -165,6 +167,11 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     metrics          "auto": the accuracy the loss implies (portanet.metrics), none for a regression; or
                      names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none
     verbose          1: a progress bar on a terminal, else a line per epoch; 0: nothing
+    capture          "auto": on a CUDA backend (device="gpu", "torch:cuda") record one training step into a CUDA
+                     graph after two warm-up steps and replay it for every full batch (portanet/step/capture.py),
+                     running eagerly where the step cannot be recorded (CuPy with Dropout, say; verbose says why);
+                     elsewhere eagerly. True: record or raise (a ValueError naming the backends that can, on
+                     others). False: never record. The results equal the eager ones to float rounding.
 
     Logged numbers are per sample: "loss" is the epoch's loss summed over its batches as totals (a mean
     reduction's value times its batch size, a sum reduction's as it is) and divided by the number of samples, so
@@ -184,6 +191,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     if val_loader is not None and validation_data is not None:
         raise TypeError("fit got val_loader= and validation_data=: they are one thing under two names; give one")
     _check_setup(model, loss, optimizer, epochs)
+    record = check_mode(capture, model.device)
     train_loader, val_loader = inputs.fit_loaders(model, data, y, batch_size, shuffle,
                                                   val_loader if val_loader is not None else validation_data,
                                                   validation_split)
@@ -204,7 +212,12 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     # the step as the backend runs it fastest (portanet/step/): nothing reads a gradient between its backward and
     # its update, so on host backends SGD momentum takes weight gradients straight into its buffers
     with TrainStep(model, loss, optimizer) as train_step:
-        _epochs(trainer, train_step, range(start, end), val_loader, fns, callbacks, keep_good)
+        runner = CapturedStep(train_step, graph_for(model.device), strict=capture is True) if record else train_step
+        try:
+            _epochs(trainer, runner, range(start, end), val_loader, fns, callbacks, keep_good)
+        finally:
+            if record:
+                runner.release()
     for cb in callbacks:
         cb.on_train_end()
     return history
@@ -282,6 +295,11 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
                 progress.update(step + 1, logs)
         if sums is None:
             raise ValueError("the training loader yielded no batches")
+        if isinstance(train_step, CapturedStep):
+            train_step.release()                # step counts back on the host for the callbacks (checkpoints)
+            if train_step.failed is not None and not getattr(train_step, "told", False):
+                trainer.log(f"capture: this step runs eagerly: {train_step.failed}")
+                train_step.told = True
         logs, bad = sums.read()
         nonfinite = nonfinite if nonfinite is not None else bad
         if nonfinite is not None:

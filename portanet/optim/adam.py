@@ -42,7 +42,8 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
-        state["step"] = t = state["step"] + 1
+        state["step"] += 1                   # in place where the count lives on the device (a captured step)
+        t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= b1
         m += (1.0 - b1) * g
@@ -56,11 +57,17 @@ class Adam(Optimizer):
             v = vmax
         # PyTorch's denom = sqrt(v) / sqrt(1 - b2^t) + eps, built in place; then p -= lr / (1 - b1^t) * m / denom
         update = xp.sqrt(v)
-        update *= 1.0 / math.sqrt(1.0 - b2 ** t)
+        update *= 1.0 / _sqrt(xp, 1.0 - b2 ** t)
         update += eps
         update = m / update
         update *= lr / (1.0 - b1 ** t)
         p.data -= update
+
+
+def _sqrt(xp, c):
+    """sqrt of a bias correction: a Python float, or a 0-d array on the device where the step count lives there
+    (a step captured into a CUDA graph, portanet/step/capture.py)."""
+    return math.sqrt(c) if isinstance(c, float) else xp.sqrt(c)
 
 
 class AdamW(Adam):

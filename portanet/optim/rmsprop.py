@@ -85,7 +85,8 @@ class Adagrad(Optimizer):
             state["step"] = 0
             state["sum"] = xp.full(p.data.shape, float(group["initial_accumulator_value"]), dtype=p.data.dtype,
                                    device=self.device.native)
-        state["step"] = t = state["step"] + 1
+        state["step"] += 1                   # in place where the count lives on the device (a captured step)
+        t = state["step"]
         s = state["sum"]
         s += g * g
         std = xp.sqrt(s)

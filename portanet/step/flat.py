@@ -229,7 +229,7 @@ class FlatGroup:
         """After a flat update: each parameter's state holds views of the flat slots and the scalars."""
         state = self.state
         for key, value in state.items():
-            if hasattr(value, "shape") and self._slot_arrays.get(key) is not value:
+            if self._is_slot(value) and self._slot_arrays.get(key) is not value:
                 self._views_of(key, value)      # a new slot (first step), or one the update rebound
         for i, p in enumerate(self.params):
             mine = optimizer.state.get(p)
@@ -239,11 +239,38 @@ class FlatGroup:
                 views = self.slot_views.get(key)
                 mine[key] = value if views is None else views[i]
 
+    def _is_slot(self, value) -> bool:
+        """A flat state array (one value per parameter element), as opposed to a scalar or a 0-d count."""
+        return hasattr(value, "shape") and tuple(value.shape) == (self.size,)
+
     def _views_of(self, key, flat):
         xp = self.xp
         self._slot_arrays[key] = flat
         self._shapes = {k: v for k, v in self._shapes.items() if k[0] != key}
         self.slot_views[key] = [xp.reshape(flat[lo:hi], p.shape) for p, (lo, hi) in zip(self.params, self.spans)]
+
+    # -- counts on the device, for a captured step ---------------------------------------------------------------------
+    def counts_to_device(self, optimizer):
+        """Move the group's integer state (Adam's step count) to 0-d arrays on the device, in the parameters' dtype,
+        updated in place by ``_update``: a step recorded into a CUDA graph then counts on every replay, where a
+        Python int would be baked into the recording. Needs ``ready`` (the states agree)."""
+        xp, moved = self.xp, {}
+        for key, value in self.state.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                moved[key] = xp.asarray(float(value), dtype=self.data.dtype, device=self.device.native)
+        self.state.update(moved)
+        self._device_counts = set(moved)
+        if moved:
+            self._spread(optimizer)
+
+    def counts_to_host(self, optimizer):
+        """Undo ``counts_to_device``: the counts are Python ints again (one read from the device)."""
+        keys = getattr(self, "_device_counts", ())
+        for key in keys:
+            self.state[key] = int(round(float(self.device.to_host(self.state[key]))))
+        self._device_counts = set()
+        if keys:
+            self._spread(optimizer)
 
     def adopt(self, optimizer):
         """Bring per-parameter state (after a step parameter by parameter, or optimizer.load_state_dict) into the
@@ -263,6 +290,9 @@ class FlatGroup:
                     if value is not view:
                         view[...] = value
                         mine[key] = view
+                elif hasattr(value, "shape") and getattr(value, "ndim", None) == 0:
+                    if scalars.setdefault(key, value) is not value:
+                        consistent = False          # counts on the device (capture) are one array for the group
                 elif hasattr(value, "shape"):
                     consistent = False              # an array slot the flat layout cannot hold
                 elif scalars.setdefault(key, value) != value:

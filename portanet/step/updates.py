@@ -25,8 +25,8 @@ def _sgd(kernel, optimizer, p, g, state, group) -> bool:
 
 
 def _adam(kernel, optimizer, p, g, state, group) -> bool:
-    if not state:                                     # the first step creates the moments: the textbook way
-        return False
+    if not state or not isinstance(state["step"], int):
+        return False        # the first step creates the moments; a count on the device (capture): the textbook way
     lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
     t = state["step"] + 1
     mode = 0 if not wd else 2 if optimizer._decoupled else 1
