@@ -1,5 +1,6 @@
 """One fixture for every backend and device: numpy/cpu (float32, float64), strict/CPU_DEVICE (float64),
-strict/device1 (float32), torch/cpu (float32) and cupy/gpu (float32, skipped with the reason when absent).
+strict/device1 (float32), torch/cpu (float32), cupy/gpu (float32) and torch/cuda (float32, float64); the GPU ones
+skip with the reason where there is no CUDA.
 ``ctx64`` gives the float64 variant of each, for finite-difference checks."""
 from __future__ import annotations
 
@@ -44,9 +45,21 @@ class Ctx:
 
 
 CONFIGS = [("cpu", "float32"), ("cpu", "float64"), ("strict:CPU_DEVICE", "float64"),
-           ("strict:device1", "float32"), ("torch:cpu", "float32"), ("gpu", "float32")]
+           ("strict:device1", "float32"), ("torch:cpu", "float32"), ("gpu", "float32"),
+           ("torch:cuda", "float32"), ("torch:cuda", "float64")]
 CONFIGS64 = [("cpu", "float64"), ("strict:CPU_DEVICE", "float64"), ("strict:device1", "float64"),
-             ("torch:cpu", "float64"), ("gpu", "float64")]
+             ("torch:cpu", "float64"), ("gpu", "float64"), ("torch:cuda", "float64")]
+
+
+def torch_cuda_unavailable():
+    """None when PyTorch sees a CUDA device, else why not."""
+    try:
+        import torch
+    except ImportError as e:
+        return f"PyTorch is not installed ({e})"
+    if not torch.cuda.is_available():
+        return f"this PyTorch ({torch.__version__}) sees no CUDA device (torch.cuda.is_available() is False)"
+    return None
 
 
 def _make(spec, dtype):
@@ -54,6 +67,10 @@ def _make(spec, dtype):
         reason = backends.get("cupy").unavailable()
         if reason:
             pytest.skip(f"cupy/gpu: {reason}")
+    if spec == "torch:cuda":
+        reason = torch_cuda_unavailable()
+        if reason:
+            pytest.skip(f"torch:cuda: {reason}")
     return Ctx(spec, dtype)
 
 
