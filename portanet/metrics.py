@@ -91,6 +91,20 @@ class Accuracy:
     def total(self, output) -> int:
         return output.shape[0] if self._argmax(output) else _numel(output)
 
+    def count_into(self, output, target, counts, k) -> bool:
+        """counts[k] = self(output, target) in one launch of the backend's kernel where it has one (CuPy's
+        count_correct: argmax against int labels; the five calls above otherwise). False: the caller does it."""
+        if not self._argmax(output) or target.ndim != 1:
+            return False
+        kernel = devices.kernel_for(output, "count_correct")
+        if kernel is None:
+            return False
+        try:
+            kernel(output, target, counts, k)
+        except (TypeError, ValueError, BufferError):
+            return False
+        return True
+
     def __repr__(self):
         return f"Accuracy({self.rule!r})"
 

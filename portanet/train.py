@@ -67,7 +67,8 @@ class _Sums:
             k = 0
         self.losses[k] = loss
         for i, fn in enumerate(self.metrics.values()):
-            self.counts[i][k] = fn(output, target)
+            if not fn.count_into(output, target, self.counts[i], k):
+                self.counts[i][k] = fn(output, target)
             self.totals[i] += fn.total(output)
         self.sizes.append(n if self.per_sample else 1)
         self.count += n

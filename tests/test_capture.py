@@ -195,3 +195,80 @@ def test_capture_true_where_no_graph_can_record_names_the_backends_that_can(ctx)
     ref, _, _, _ = _run(ctx, "SGD", False, epochs=1)
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_array_equal(ctx.host(p.data), ctx.host(q.data))
+
+
+# -- the real CUDA graphs (skipped without CUDA) ---------------------------------------------------------------------
+GPU_CONFIGS = [("gpu", "float32"), ("torch:cuda", "float32"), ("torch:cuda", "float64")]
+
+
+@pytest.fixture(params=GPU_CONFIGS, ids=lambda c: f"{c[0]}-{c[1]}")
+def gpu_ctx(request):
+    from conftest import _make
+
+    return _make(*request.param)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The real StepGraph of the device, with its recordings and replays counted."""
+    graphs = []
+    real = capture_module.graph_for
+
+    def graph_for(device):
+        graph = real(device)
+        graph.recordings = graph.replays = 0
+        capture, replay = graph.capture, graph.replay
+
+        def counted_capture(fn, generators=()):
+            graph.recordings += 1
+            return capture(fn, generators)
+
+        def counted_replay():
+            graph.replays += 1
+            replay()
+
+        graph.capture, graph.replay = counted_capture, counted_replay
+        graphs.append(graph)
+        return graph
+
+    monkeypatch.setattr(pn.train, "graph_for", graph_for)
+    return graphs
+
+
+@pytest.mark.parametrize("opt_name,layers", [("SGD", "plain"), ("Adam", "bn"), ("AdamW", "plain")])
+def test_a_cuda_graph_step_equals_the_eager_step(gpu_ctx, counted, opt_name, layers):
+    """On the real graph: six full batches a epoch replayed, the partial one eager, weights as eager's to float
+    rounding (the recorded step runs the same kernels; Adam's bias corrections come from a count on the device)."""
+    model, _, hist, _ = _run(gpu_ctx, opt_name, True, layers=layers)
+    ref, _, ref_hist, _ = _run(gpu_ctx, opt_name, False, layers=layers)
+    (graph,) = counted
+    assert graph.recordings == 3 and graph.replays == 15
+    for p, q in zip(model.parameters(), ref.parameters()):
+        gpu_ctx.close(p.data, gpu_ctx.host(q.data), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hist["loss"], ref_hist["loss"], rtol=1e-4)
+
+
+def test_a_nonfinite_loss_in_a_cuda_graph_names_its_epoch_and_step(gpu_ctx):
+    x, y = _data()
+    x[16 * 4 + 3, 2] = np.nan
+    pn.seed(0)
+    model = pn.Sequential(pn.Dense(6, 4), device=gpu_ctx.device).to(dtype=gpu_ctx.dtype_name)
+    loader = pn.DataLoader(x, y, batch_size=16, device=gpu_ctx.device, dtype=gpu_ctx.dtype_name)
+    with pytest.raises(pn.NonFiniteError, match="epoch 1, step 5"):
+        pn.fit(model, pn.CrossEntropyLoss(), pn.optim.Adam(model.parameters()), loader, epochs=2, verbose=0,
+               capture=True)
+
+
+def test_dropout_in_a_cuda_graph(gpu_ctx, counted):
+    """torch registers its generator with the graph (each replay draws new masks); CuPy's Philox counter is on the
+    host, so "auto" trains eagerly there and True says why."""
+    if gpu_ctx.spec == "gpu":
+        model, _, _, _ = _run(gpu_ctx, "SGD", "auto", layers="dropout")
+        ref, _, _, _ = _run(gpu_ctx, "SGD", False, layers="dropout")
+        for p, q in zip(model.parameters(), ref.parameters()):
+            gpu_ctx.close(p.data, gpu_ctx.host(q.data), rtol=1e-5, atol=1e-6)
+        with pytest.raises(CaptureUnsupported, match="Philox generator"):
+            _run(gpu_ctx, "SGD", True, layers="dropout")
+        return
+    model, _, hist, _ = _run(gpu_ctx, "SGD", True, layers="dropout")
+    assert counted[0].recordings == 3 and np.all(np.isfinite(hist["loss"]))
