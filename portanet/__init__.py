@@ -3,7 +3,7 @@
     import portanet as pn
     model = pn.Sequential(pn.Dense(784, 100), pn.Sigmoid(), pn.Dense(100, 10), device="cpu")
 """
-from . import callbacks, datasets, init, interop, layers, losses, metrics, optim, transforms
+from . import callbacks, datasets, init, interop, layers, losses, metrics, optim, step, transforms
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                         TerminateOnNaN)
 from .data import ArrayDataset, DataLoader, one_hot, train_val_split
@@ -20,6 +20,7 @@ from .history import History
 from .interop import load_torch_state_dict, torch_state_dict
 from .io import load, save
 from .random import seed
+from .step.train_step import TrainStep
 from .train import evaluate, fit, predict
 from .transforms import Compose, GaussianNoise, RandomFlip, RandomRotation, RandomShift
 
@@ -36,7 +37,7 @@ __all__ = [
     "HingeLoss",
     # data and training
     "ArrayDataset", "DataLoader", "one_hot", "train_val_split", "Compose", "GaussianNoise", "RandomFlip",
-    "RandomRotation", "RandomShift", "fit", "evaluate", "predict", "History", "save", "load",
+    "RandomRotation", "RandomShift", "fit", "evaluate", "predict", "TrainStep", "History", "save", "load",
     "Callback", "CSVLogger", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "TerminateOnNaN",
     # PyTorch interop
     "load_torch_state_dict", "torch_state_dict",
@@ -44,5 +45,5 @@ __all__ = [
     "gradcheck", "GradcheckError", "CheckpointError", "DatasetError", "DeviceError", "DeviceMismatchError",
     "DeviceUnavailableError", "NonFiniteError", "NotFittedError", "ShapeError",
     # submodules
-    "callbacks", "datasets", "init", "interop", "layers", "losses", "metrics", "optim", "transforms",
+    "callbacks", "datasets", "init", "interop", "layers", "losses", "metrics", "optim", "step", "transforms",
 ]
