@@ -214,3 +214,32 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_a_model_and_its_optimizer_copied_together_continue_as_the_original(ctx, how, opt_name):
+    """pickle.dumps((model, opt)) or copy.deepcopy of both (a trainer saved whole): the copy trains on from where
+    the original was, bit for bit, and the two never share storage."""
+    import pickle
+
+    model = _model(ctx)
+    make = {"SGD": lambda ps: pn.optim.SGD(ps, lr=0.1, momentum=0.9),
+            "Adam": lambda ps: pn.optim.Adam(ps, lr=0.01)}[opt_name]
+    opt = make(model.parameters())
+    for step in range(2):
+        opt.zero_grad()
+        _backward(ctx, model, seed=step)
+        opt.step()
+    twin, twin_opt = pickle.loads(pickle.dumps((model, opt))) if how == "pickle" else copy.deepcopy((model, opt))
+    for m, o in ((model, opt), (twin, twin_opt)):
+        for step in range(2, 5):
+            o.zero_grad()
+            _backward(ctx, m, seed=step)
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(ctx.host(p.data), ctx.host(q.data))
+    assert all(q.data is v for q, v in zip(twin.parameters(), twin_opt._flat[0][0].data_views))
+    twin_opt._flat[0][0].data[...] = 0.0
+    assert np.any(ctx.host(model[0].weight.data))
+    assert not np.any(ctx.host(twin[0].weight.data))

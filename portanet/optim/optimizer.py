@@ -93,6 +93,15 @@ class Optimizer:
                 by_dtype.setdefault(self.device.dtype_name(p.data.dtype), []).append(p)
         return [FlatGroup(members, self.device, f"group {index} {dt}") for dt, members in by_dtype.items()]
 
+    # an optimizer pickles and deep-copies (with its model, or alone: then with copies of its parameters); the
+    # namespace module and the kernel wrapper are looked up again
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("xp", "_fused")}
+
+    def __setstate__(self, saved):
+        self.__dict__.update(saved)
+        self.xp = self.device.xp if self.device is not None else None
+
     # -- options ---------------------------------------------------------------------------
     def _check_options(self, opts):
         name = type(self).__name__

@@ -89,6 +89,30 @@ class FlatGroup:
         self._slot_arrays: dict = {}    # slot -> the flat array its views were made from
         self.refresh_kernels()
 
+    # pickles and deep copies (an optimizer saved whole, a trainer deep-copied) carry the flat arrays; views, the
+    # namespace and the kernels are made again, and the parameters (which come back as copies, not views) are taken
+    # back into their segments at the next step, as a parameter rebound by hand is
+    _TRANSIENT = ("xp", "index", "data_views", "grad_views", "whole", "slot_views", "_slot_arrays", "_shapes",
+                  "momentum", "taken", "gemm", "bias_grad", "sgd_apply")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, saved):
+        self.__dict__.update(saved)
+        xp = self.xp = self.device.xp
+        self.index = {p: i for i, p in enumerate(self.params)}
+        self.data_views = [xp.reshape(self.data[lo:hi], p.shape) for p, (lo, hi) in zip(self.params, self.spans)]
+        self.grad_views = [xp.reshape(self.grad[lo:hi], p.shape) for p, (lo, hi) in zip(self.params, self.spans)]
+        self.whole = _Whole(self.data)
+        self.slot_views, self._slot_arrays, self._shapes = {}, {}, {}
+        for key, value in self.state.items():
+            if self._is_slot(value):
+                self._views_of(key, value)
+        self.momentum, self.taken = None, set()
+        self.ready = False          # the optimizer's per-parameter state came back as copies: adopt them first
+        self.refresh_kernels()
+
     def refresh_kernels(self):
         """Look up the backend's kernels (once per step: the next backward uses them; they can be turned off)."""
         kernel = self.device.kernel
