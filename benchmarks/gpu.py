@@ -225,9 +225,10 @@ class TorchEager:
 
 class TorchGraph(TorchEager):
     """The floor: PyTorch's whole step in one torch.cuda.CUDAGraph, by the whole-network recipe of PyTorch's CUDA
-    graphs notes (warm-up on a side stream, zero_grad(set_to_none=True) before capture so backward's gradients come
-    from the graph's pool, replay). Static inputs: each batch is gathered straight into a uint8 input buffer and a
-    label buffer (index_select(..., out=)); the conversion, the scaling and the step are recorded."""
+    graphs notes (3 warm-up steps on a side stream, zero_grad(set_to_none=True) before capture so backward's
+    gradients come from the graph's pool, replay on the current stream). Static inputs: each batch is gathered
+    straight into a uint8 input buffer and a label buffer (index_select(..., out=)); the conversion, the scaling and
+    the step are recorded."""
 
     WARMUP = 3      # as the recipe
 
@@ -250,7 +251,8 @@ class TorchGraph(TorchEager):
         torch.cuda.current_stream(self.dev).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
+        # recorded on the warm-up's stream, whose cuBLAS workspace exists already (as portanet's TorchStepGraph)
+        with torch.cuda.graph(self.graph, stream=side):
             self.static_loss = self._step()
 
     def _step(self):
