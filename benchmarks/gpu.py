@@ -631,6 +631,13 @@ def main(argv=None):
         return 0
     import portanet as pn
 
+    if plan.mode == "smoke":
+        try:        # PyTorch's idle threads spin between its steps, and on a small CPU they slow the next contender
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
     x, y, note = load_data(pn)
     n = plan.max_samples
     x, y = tiled(x, y, n)
