@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench bench-gpu lint clean
+.PHONY: demo test bench bench-gpu test-gpu wheels lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,30 @@ test: $(VENV)/.test
 bench: $(VENV)/.test
 	$(PY) benchmarks/run.py
 
-## make bench-gpu: the same suite on device="gpu" against PyTorch CUDA (skipped without a GPU)
-bench-gpu: $(VENV)/.test
-	$(PY) benchmarks/run.py --device gpu
+# The GPU targets run on a CUDA machine's own python (GPU_PY) without a package index and without .venv: what it
+# lacks comes as wheels in WHEELS (make wheels), installed with portanet into .gpu-site (benchmarks/offline_cuda.sh).
+# Without CUDA they say so and succeed.
+GPU_PY ?= python3
+WHEELS ?= .whl
+
+## make wheels: array-api-compat and array-api-strict (the versions tested here) as wheels in .whl/, for a CUDA
+## machine with no package index
+wheels:
+	rm -f $(WHEELS)/array_api_compat-*.whl $(WHEELS)/array_api_strict-*.whl
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d $(WHEELS) \
+		array-api-compat==1.16.0 array-api-strict==2.6.1
+
+## make test-gpu: the suite's GPU cases (cupy/gpu and torch:cuda) with 8 pytest-xdist workers (WORKERS=...)
+test-gpu:
+	@GPU_PY='$(GPU_PY)' WHEELS='$(WHEELS)' sh benchmarks/offline_cuda.sh test-gpu $(TEST_GPU_ARGS)
+
+## make bench-gpu: benchmarks/gpu.py, portanet on gpu and torch:cuda, eager and captured, against PyTorch eager and
+## PyTorch's CUDA graph (BENCH_GPU_ARGS="--quick --out FILE")
+bench-gpu:
+	@GPU_PY='$(GPU_PY)' WHEELS='$(WHEELS)' sh benchmarks/offline_cuda.sh bench-gpu $(BENCH_GPU_ARGS)
 
 lint: $(VENV)/.test
 	$(PY) -m pytest -q tests/test_invariants.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .gpu-site

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """portanet vs PyTorch eager vs the GEMM-only bound, interleaved epoch by epoch in one process.
 
-    make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick] [--device gpu]
+    make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick]
+    python benchmarks/run.py --device gpu [--quick]     # runs benchmarks/gpu.py (make bench-gpu) instead
 
 Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data of
 MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in float32; in rows a-c PyTorch starts
@@ -273,11 +274,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="only the headline rows (a) to (c)")
     args = p.parse_args()
-    if args.device != "cpu":
-        reason = pn.backends.get("cupy").unavailable()
-        if reason:
-            print(f"bench-gpu skipped: {reason}")
-            return
+    if args.device != "cpu":        # the GPU suite is benchmarks/gpu.py (make bench-gpu)
+        os.execv(sys.executable, [sys.executable, os.path.join(HERE, "gpu.py")] + ["--quick"] * args.quick)
     x, y, xt, yt, name = load_data()
     pn.device(args.device)
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
