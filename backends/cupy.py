@@ -161,12 +161,20 @@ class CupyStepGraph(StepGraph):
     would repeat its mask on every replay; a model with Dropout is refused (CaptureUnsupported), and fit's
     capture="auto" trains it eagerly."""
 
+    _streams: dict = {}         # device id -> the recording stream every step graph on that device shares
+
     def __init__(self, native):
         import cupy
 
         self._cupy, self._native = cupy, native
-        with native:
-            self._stream = cupy.cuda.Stream(non_blocking=True)
+        # one recording stream per device, whatever the number of fits: its arena's blocks are reused by every
+        # recording, which is safe because replays run one after another on the current stream, and a block a
+        # recording keeps (its outputs, a layer's saved activations) stays referenced, so no other takes it
+        stream = self._streams.get(native.id)
+        if stream is None:
+            with native:
+                stream = self._streams[native.id] = cupy.cuda.Stream(non_blocking=True)
+        self._stream = stream
         self._graph = None
 
     def _after_current(self):

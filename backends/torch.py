@@ -168,12 +168,18 @@ class TorchStepGraph(StepGraph):
     replay on the current stream. The graph's pool is shared by the next capture (a re-capture after the learning
     rate changed)."""
 
+    _shared: dict = {}          # device -> (side stream, memory pool) every step graph on that device shares
+
     def __init__(self, native):
         import torch
 
         self._torch, self._native = torch, native
-        self._side = torch.cuda.Stream(device=native)
-        self._pool = torch.cuda.graph_pool_handle()
+        # one side stream and one graph memory pool per device, whatever the number of fits (PyTorch allows graphs
+        # to share a pool when they replay one after another, as fit's do)
+        shared = self._shared.get(str(native))
+        if shared is None:
+            shared = self._shared[str(native)] = (torch.cuda.Stream(device=native), torch.cuda.graph_pool_handle())
+        self._side, self._pool = shared
         self._graph = None
 
     def warmup(self, fn):
