@@ -592,7 +592,10 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
 /* ---- weight gradients into the momentum buffer -------------------------------------------------------------- */
 
 /* c = alpha * a.T @ b + beta * c through the OpenBLAS GEMM that NumPy's matmul calls for a.T @ b, with beta exposed:
- * a (k, m), b (k, n), c (m, n), C-contiguous. Row-major, a transposed: the call NumPy makes for x.T @ dy. */
+ * a (k, m), b (k, n), each C-contiguous or the transpose of a C-contiguous array (Conv2d's dY.T and columns.T), and
+ * c C-contiguous (m, ...) with n elements after its first axis (read row-major as (m, n): a Conv2d weight
+ * (out, in, kh, kw) takes its (out, in * kh * kw) product). Row-major, each side transposed or not as its layout asks: the call NumPy
+ * makes for the same a.T @ b (x.T @ dy for Dense; dY @ columns.T for Conv2d). */
 typedef void (*sgemm_i64)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
                           int64_t, float, float *, int64_t);
 typedef void (*sgemm_i32)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
@@ -603,6 +606,20 @@ typedef void (*dgemm_i32)(int, int, int, int, int, int, double, const double *, 
                           double *, int);
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 
+/* A 2-D operand held C-contiguous (rows, cols) or as the transpose of a C-contiguous (cols, rows) array; 0 with an
+ * exception set. *flipped says which. */
+static int hold_operand(Py_buffer *v, PyObject *obj, int *flipped) {
+    if (PyObject_GetBuffer(obj, v, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return 0;
+    if (v->ndim != 2) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "gemm_tn takes 2-D a and b");
+        return 0;
+    }
+    *flipped = !PyBuffer_IsContiguous(v, 'C');
+    return 1;
+}
+
 static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     double alpha, beta;
@@ -612,42 +629,58 @@ static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "gemm_tn needs NumPy's OpenBLAS, which was not found");
         return NULL;
     }
-    static const int writable[3] = {0, 0, 1};
-    Buffers b;
-    if (!hold(&b, objs, writable, 3))
+    Buffers b = {.held = 0};
+    int flipped[2];
+    for (int i = 0; i < 2; i++) {
+        if (!hold_operand(&b.views[i], objs[i], &flipped[i])) {
+            release(&b);
+            return NULL;
+        }
+        b.held++;
+    }
+    if (PyObject_GetBuffer(objs[2], &b.views[2], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        release(&b);
         return NULL;
+    }
+    b.held++;
     const char *f = b.views[0].format;
     int size = float_size(f);
     int ok = size != 0;
-    for (int i = 0; i < 3 && ok; i++)
-        ok = b.views[i].ndim == 2 && b.views[i].format && strcmp(b.views[i].format, f) == 0;
+    for (int i = 1; i < 3 && ok; i++)
+        ok = b.views[i].format && strcmp(b.views[i].format, f) == 0;
     Py_ssize_t k = ok ? b.views[0].shape[0] : 0, m = ok ? b.views[0].shape[1] : 0;
     Py_ssize_t n = ok ? b.views[1].shape[1] : 0;
-    ok = ok && k > 0 && m > 0 && n > 0 && b.views[1].shape[0] == k && b.views[2].shape[0] == m
-         && b.views[2].shape[1] == n;
+    ok = ok && k > 0 && m > 0 && n > 0 && b.views[1].shape[0] == k && b.views[2].ndim >= 1
+         && b.views[2].shape[0] == m && b.views[2].len == m * n * size;
     ok = ok && (gemm_ilp64 || (k <= INT32_MAX && m <= INT32_MAX && n <= INT32_MAX));
     if (!ok) {
         release(&b);
-        PyErr_SetString(PyExc_ValueError, "gemm_tn takes float arrays a (k, m), b (k, n), c (m, n) of one dtype");
+        PyErr_SetString(PyExc_ValueError, "gemm_tn takes float arrays a (k, m), b (k, n) and c (m, ...) of m * n "
+                                          "elements, of one dtype");
         return NULL;
     }
+    static const int writable[3] = {0, 0, 1};
     if (overlapping(b.views, writable, 3)) {
         release(&b);
         return NULL;
     }
+    /* a.T is (m, k): stored (k, m) row-major it is read transposed, with leading dimension m; stored as the transpose
+     * of an (m, k) array it is read as is, leading dimension k. Likewise b (k, n). */
+    int ta = flipped[0] ? NO_TRANS : TRANS, tb = flipped[1] ? TRANS : NO_TRANS;
+    Py_ssize_t lda = flipped[0] ? k : m, ldb = flipped[1] ? k : n;
     const void *A = b.views[0].buf, *B = b.views[1].buf;
     void *C = b.views[2].buf;
     Py_BEGIN_ALLOW_THREADS
     if (size == 4 && gemm_ilp64)
-        ((sgemm_i64)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, (float)alpha, A, m, B, n, (float)beta, C, n);
+        ((sgemm_i64)gemm_s)(ROW_MAJOR, ta, tb, m, n, k, (float)alpha, A, lda, B, ldb, (float)beta, C, n);
     else if (size == 4)
-        ((sgemm_i32)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, (float)alpha, A, (int)m, B, (int)n,
+        ((sgemm_i32)gemm_s)(ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, (float)alpha, A, (int)lda, B, (int)ldb,
                             (float)beta, C, (int)n);
     else if (gemm_ilp64)
-        ((dgemm_i64)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, beta, C, n);
+        ((dgemm_i64)gemm_d)(ROW_MAJOR, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, n);
     else
-        ((dgemm_i32)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, alpha, A, (int)m, B, (int)n, beta,
-                            C, (int)n);
+        ((dgemm_i32)gemm_d)(ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C,
+                            (int)n);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -965,6 +998,418 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(total);
 }
 
+/* ---- sliding windows: im2col, col2im, max pooling -------------------------------------------------------------- */
+
+/* layers/_windows.py and pooling.py's loops over kernel offsets, one pass per image plane instead of one strided
+ * NumPy copy per offset over the whole batch. Images are 4-D (batch, channels, height, width) buffers of any batch
+ * and channel strides (a conv's output is a permuted view of (channels, batch, ...) memory) whose planes are
+ * C-contiguous rows; columns are C-contiguous (channels * kh * kw, batch * H' * W'). Every element is computed as
+ * the standard code computes it (copies; col2im and the max-pooling gradient add each kernel offset's share in
+ * offset order onto a zeroed plane; the max keeps the standard code's comparisons), so the bits are the same. */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t n, c, h, w;            /* shape */
+    Py_ssize_t sn, sc;                /* byte strides of the batch and channel axes */
+} Images;
+
+typedef struct {
+    Py_buffer views[4];
+    int held;
+} Strided;
+
+static void release_strided(Strided *s) {
+    for (int i = 0; i < s->held; i++)
+        PyBuffer_Release(&s->views[i]);
+    s->held = 0;
+}
+
+/* Hold obj as 4-D images of item format `format` ("f", "d" or "B") with C-contiguous planes; 0 with ValueError. */
+static int hold_images(Strided *s, PyObject *obj, int writable, const char *format, Images *out) {
+    Py_buffer *v = &s->views[s->held];
+    if (PyObject_GetBuffer(obj, v, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) != 0)
+        return 0;
+    s->held++;
+    int ok = v->ndim == 4 && v->format && strcmp(v->format, format) == 0 && v->strides[3] == v->itemsize
+             && (v->shape[2] <= 1 || v->strides[2] == v->shape[3] * v->itemsize) && v->strides[0] >= 0
+             && v->strides[1] >= 0;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "window kernels take 4-D images of one float dtype with C-contiguous planes");
+        return 0;
+    }
+    *out = (Images){v->buf, v->shape[0], v->shape[1], v->shape[2], v->shape[3], v->strides[0], v->strides[1]};
+    return 1;
+}
+
+/* Whether the bytes two held buffers span meet (strides are non-negative, so a view spans [buf, buf + extent)). */
+static int spans_meet(const Py_buffer *a, const Py_buffer *b) {
+    const char *lo[2] = {a->buf, b->buf}, *hi[2];
+    const Py_buffer *v[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t extent = v[k]->itemsize;
+        for (int d = 0; d < v[k]->ndim; d++)
+            extent += (v[k]->shape[d] - 1) * (v[k]->strides ? v[k]->strides[d] : 0);
+        for (int d = 0; d < v[k]->ndim; d++)
+            if (v[k]->shape[d] == 0)
+                extent = 0;
+        hi[k] = lo[k] + extent;
+    }
+    return lo[0] < hi[1] && lo[1] < hi[0];
+}
+
+static int disjoint(Strided *s) {
+    for (int i = 0; i < s->held; i++)
+        for (int j = i + 1; j < s->held; j++)
+            if (spans_meet(&s->views[i], &s->views[j])) {
+                PyErr_SetString(PyExc_ValueError, "window kernels take arrays that do not overlap");
+                return 0;
+            }
+    return 1;
+}
+
+typedef struct {
+    Images x, y;                      /* images read, images written (col2im, pooling) */
+    char *cols;                       /* columns, C-contiguous; the pooling winners (uint8 images) use idx */
+    Images idx;
+    Py_ssize_t kh, kw, sh, sw, ph, pw, ho, wo;
+} WindowTask;
+
+static Py_ssize_t out_len(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p) {
+    return n + 2 * p < k ? 0 : (n + 2 * p - k) / s + 1;
+}
+
+/* Outputs wo in [lo, hi) read a column w = wo * sw + j - pw inside [0, width); the rest read padding. */
+static void valid_outputs(Py_ssize_t j, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t width, Py_ssize_t wo_n,
+                          Py_ssize_t *lo, Py_ssize_t *hi) {
+    Py_ssize_t first = pw - j <= 0 ? 0 : (pw - j + sw - 1) / sw;
+    Py_ssize_t last = width + pw - j <= 0 ? 0 : (width + pw - j - 1) / sw + 1;   /* one past */
+    if (last > wo_n)
+        last = wo_n;
+    if (first > last)
+        first = last;
+    *lo = first;
+    *hi = last;
+}
+
+/* Rows lo..hi of the columns: row (c, i, j) holds x[n, c, ho * sh + i - ph, wo * sw + j - pw] (0 outside). */
+#define IM2COL_RANGE(NAME, T)                                                                                    \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const WindowTask *t = p;                                                                                  \
+        const Images *x = &t->x;                                                                                  \
+        Py_ssize_t area = t->kh * t->kw, plane = t->ho * t->wo;                                                   \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            Py_ssize_t c = r / area, i = r % area / t->kw, j = r % t->kw, wlo, whi;                               \
+            valid_outputs(j, t->sw, t->pw, x->w, t->wo, &wlo, &whi);                                              \
+            T *out = (T *)t->cols + r * x->n * plane;                                                             \
+            for (Py_ssize_t n = 0; n < x->n; n++) {                                                               \
+                const char *src = x->buf + n * x->sn + c * x->sc;                                                 \
+                for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                       \
+                    T *o = out + (n * t->ho + ho) * t->wo;                                                        \
+                    Py_ssize_t h = ho * t->sh + i - t->ph;                                                        \
+                    if (h < 0 || h >= x->h) {                                                                     \
+                        memset(o, 0, t->wo * sizeof(T));                                                          \
+                        continue;                                                                                 \
+                    }                                                                                             \
+                    const T *row = (const T *)(src + h * x->w * sizeof(T)) + j - t->pw;                           \
+                    for (Py_ssize_t wo = 0; wo < wlo; wo++)                                                       \
+                        o[wo] = 0;                                                                                \
+                    if (t->sw == 1)                                                                               \
+                        memcpy(o + wlo, row + wlo, (whi - wlo) * sizeof(T));                                      \
+                    else                                                                                          \
+                        for (Py_ssize_t wo = wlo; wo < whi; wo++)                                                 \
+                            o[wo] = row[wo * t->sw];                                                              \
+                    for (Py_ssize_t wo = whi; wo < t->wo; wo++)                                                   \
+                        o[wo] = 0;                                                                                \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+IM2COL_RANGE(im2col_range_f32, float)
+IM2COL_RANGE(im2col_range_f64, double)
+
+/* Planes lo..hi (plane q = c * batch + n) of y: zeroed, then every kernel offset (i, j) in order adds its column
+ * row's values where im2col read them. */
+#define COL2IM_RANGE(NAME, T)                                                                                    \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const WindowTask *t = p;                                                                                  \
+        const Images *y = &t->y;                                                                                  \
+        Py_ssize_t area = t->kh * t->kw, plane = t->ho * t->wo;                                                   \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / y->n, n = q % y->n;                                                                \
+            char *dst = y->buf + n * y->sn + c * y->sc;                                                           \
+            for (Py_ssize_t h = 0; h < y->h; h++)                                                                 \
+                memset(dst + h * y->w * sizeof(T), 0, y->w * sizeof(T));                                          \
+            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
+                for (Py_ssize_t j = 0; j < t->kw; j++) {                                                          \
+                    Py_ssize_t wlo, whi;                                                                          \
+                    valid_outputs(j, t->sw, t->pw, y->w, t->wo, &wlo, &whi);                                      \
+                    const T *in = (const T *)t->cols + ((c * area + i * t->kw + j) * y->n + n) * plane;           \
+                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
+                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
+                        if (h < 0 || h >= y->h)                                                                   \
+                            continue;                                                                             \
+                        T *row = (T *)(dst + h * y->w * sizeof(T)) + j - t->pw;                                   \
+                        const T *v = in + ho * t->wo;                                                             \
+                        if (t->sw == 1)                                                                           \
+                            for (Py_ssize_t wo = wlo; wo < whi; wo++)                                             \
+                                row[wo] = row[wo] + v[wo];                                                        \
+                        else                                                                                      \
+                            for (Py_ssize_t wo = wlo; wo < whi; wo++)                                             \
+                                row[wo * t->sw] = row[wo * t->sw] + v[wo];                                        \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+COL2IM_RANGE(col2im_range_f32, float)
+COL2IM_RANGE(col2im_range_f64, double)
+
+/* Planes lo..hi of the max pool: y and idx start from kernel offset 0's value (-inf in the padding) and offset 0;
+ * each later offset k takes over where its value v is larger or NaN, as pooling.py's (v > best) | isnan(v). */
+#define MAXPOOL_RANGE(NAME, T)                                                                                   \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images *x = &t->x, *y = &t->y, *ix = &t->idx;                                                      \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / x->n, n = q % x->n;                                                                \
+            const char *src = x->buf + n * x->sn + c * x->sc;                                                     \
+            char *dst = y->buf + n * y->sn + c * y->sc;                                                           \
+            uint8_t *win = (uint8_t *)(ix->buf + n * ix->sn + c * ix->sc);                                        \
+            int k = 0;                                                                                            \
+            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
+                for (Py_ssize_t j = 0; j < t->kw; j++, k++) {                                                     \
+                    Py_ssize_t wlo, whi;                                                                          \
+                    valid_outputs(j, t->sw, t->pw, x->w, t->wo, &wlo, &whi);                                      \
+                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
+                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
+                        T *best = (T *)dst + ho * t->wo;                                                          \
+                        uint8_t *at = win + ho * t->wo;                                                           \
+                        int inside = h >= 0 && h < x->h;                                                          \
+                        const T *row = inside ? (const T *)(src + h * x->w * sizeof(T)) + j - t->pw : NULL;      \
+                        if (k == 0) {                                                                             \
+                            for (Py_ssize_t wo = 0; wo < t->wo; wo++) {                                           \
+                                best[wo] = inside && wo >= wlo && wo < whi ? row[wo * t->sw] : (T)-INFINITY;      \
+                                at[wo] = 0;                                                                       \
+                            }                                                                                     \
+                            continue;                                                                             \
+                        }                                                                                         \
+                        if (!inside)                                                                              \
+                            continue;           /* -inf is never larger, nor NaN */                               \
+                        for (Py_ssize_t wo = wlo; wo < whi; wo++) {                                               \
+                            T v = row[wo * t->sw], b = best[wo];                                                  \
+                            int take = v > b || v != v;                                                           \
+                            best[wo] = take ? v : b;                                                              \
+                            at[wo] = take ? (uint8_t)k : at[wo];                                                  \
+                        }                                                                                         \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_RANGE(maxpool_range_f32, float)
+MAXPOOL_RANGE(maxpool_range_f64, double)
+
+/* Planes lo..hi of the max pool's input gradient: zeroed, then per kernel offset k in order, each output's dy
+ * added where k won (0 elsewhere, as pooling.py's where(winner == k, dy, 0)). */
+#define MAXPOOL_GRAD_RANGE(NAME, T)                                                                              \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images *dy = &t->x, *dx = &t->y, *ix = &t->idx;                                                     \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / dx->n, n = q % dx->n;                                                              \
+            const char *g = dy->buf + n * dy->sn + c * dy->sc;                                                    \
+            char *dst = dx->buf + n * dx->sn + c * dx->sc;                                                        \
+            const uint8_t *win = (const uint8_t *)(ix->buf + n * ix->sn + c * ix->sc);                            \
+            for (Py_ssize_t h = 0; h < dx->h; h++)                                                                \
+                memset(dst + h * dx->w * sizeof(T), 0, dx->w * sizeof(T));                                        \
+            int k = 0;                                                                                            \
+            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
+                for (Py_ssize_t j = 0; j < t->kw; j++, k++) {                                                     \
+                    Py_ssize_t wlo, whi;                                                                          \
+                    valid_outputs(j, t->sw, t->pw, dx->w, t->wo, &wlo, &whi);                                     \
+                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
+                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
+                        if (h < 0 || h >= dx->h)                                                                  \
+                            continue;                                                                             \
+                        T *row = (T *)(dst + h * dx->w * sizeof(T)) + j - t->pw;                                  \
+                        const T *gr = (const T *)g + ho * t->wo;                                                  \
+                        const uint8_t *at = win + ho * t->wo;                                                     \
+                        for (Py_ssize_t wo = wlo; wo < whi; wo++) {                                               \
+                            T add = at[wo] == k ? gr[wo] : (T)0;                                                  \
+                            row[wo * t->sw] = row[wo * t->sw] + add;                                              \
+                        }                                                                                         \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f32, float)
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f64, double)
+
+/* (kh, kw, sh, sw, ph, pw): sizes >= 1, padding >= 0; 0 with ValueError otherwise. */
+static int window_args(PyObject *args, int first, WindowTask *t) {
+    Py_ssize_t v[6];
+    for (int k = 0; k < 6; k++) {
+        v[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, first + k));
+        if (v[k] == -1 && PyErr_Occurred())
+            return 0;
+    }
+    if (v[0] < 1 || v[1] < 1 || v[2] < 1 || v[3] < 1 || v[4] < 0 || v[5] < 0) {
+        PyErr_SetString(PyExc_ValueError, "window kernels take kernel and stride >= 1 and padding >= 0");
+        return 0;
+    }
+    t->kh = v[0], t->kw = v[1], t->sh = v[2], t->sw = v[3], t->ph = v[4], t->pw = v[5];
+    return 1;
+}
+
+static const char *float_format(PyObject *obj) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0)
+        return NULL;
+    const char *f = float_size(v.format) == 4 ? "f" : float_size(v.format) == 8 ? "d" : NULL;
+    PyBuffer_Release(&v);
+    if (!f)
+        PyErr_SetString(PyExc_TypeError, "window kernels take float32 or float64 arrays");
+    return f;
+}
+
+/* im2col(x, cols, kh, kw, sh, sw, ph, pw): x images (n, c, h, w), cols (c * kh * kw, n * h' * w') */
+static PyObject *py_im2col(PyObject *self, PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != 8) {
+        PyErr_SetString(PyExc_TypeError, "im2col(x, cols, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 2, &t))
+        return NULL;
+    const char *f = float_format(PyTuple_GET_ITEM(args, 0));
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    if (!hold_images(&s, PyTuple_GET_ITEM(args, 0), 0, f, &t.x)) {
+        release_strided(&s);
+        return NULL;
+    }
+    Py_buffer *cv = &s.views[1];
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 1), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        release_strided(&s);
+        return NULL;
+    }
+    s.held++;
+    t.ho = out_len(t.x.h, t.kh, t.sh, t.ph);
+    t.wo = out_len(t.x.w, t.kw, t.sw, t.pw);
+    Py_ssize_t rows = t.x.c * t.kh * t.kw, width = t.x.n * t.ho * t.wo;
+    if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != rows || cv->shape[1] != width
+        || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "im2col's columns must be (c * kh * kw, n * h' * w') of x's dtype");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.cols = cv->buf;
+    Py_BEGIN_ALLOW_THREADS
+    split(f[0] == 'f' ? im2col_range_f32 : im2col_range_f64, &t, rows, width, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+/* col2im(cols, dx, kh, kw, sh, sw, ph, pw): dx images (n, c, h, w) = the columns summed back where im2col read them */
+static PyObject *py_col2im(PyObject *self, PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != 8) {
+        PyErr_SetString(PyExc_TypeError, "col2im(cols, dx, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 2, &t))
+        return NULL;
+    const char *f = float_format(PyTuple_GET_ITEM(args, 1));
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    Py_buffer *cv = &s.views[0];
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 0), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return NULL;
+    s.held++;
+    if (!hold_images(&s, PyTuple_GET_ITEM(args, 1), 1, f, &t.y)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.ho = out_len(t.y.h, t.kh, t.sh, t.ph);
+    t.wo = out_len(t.y.w, t.kw, t.sw, t.pw);
+    if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != t.y.c * t.kh * t.kw
+        || cv->shape[1] != t.y.n * t.ho * t.wo || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "col2im's columns must be (c * kh * kw, n * h' * w') of dx's dtype");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.cols = cv->buf;
+    Py_BEGIN_ALLOW_THREADS
+    split(f[0] == 'f' ? col2im_range_f32 : col2im_range_f64, &t, t.y.n * t.y.c, t.y.h * t.y.w, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+/* maxpool(x, y, idx, kh, kw, sh, sw, ph, pw) and maxpool_grad(dy, idx, dx, kh, ...): images; idx uint8 images of
+ * y's shape, the winning kernel offset of each output (windows of at most 256 values). */
+static PyObject *maxpool_call(PyObject *args, int backward) {
+    if (PyTuple_GET_SIZE(args) != 9) {
+        PyErr_SetString(PyExc_TypeError, backward ? "maxpool_grad(dy, idx, dx, kh, kw, sh, sw, ph, pw)"
+                                                  : "maxpool(x, y, idx, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 3, &t))
+        return NULL;
+    if (t.kh * t.kw > 256 || t.ph > t.kh / 2 || t.pw > t.kw / 2) {
+        PyErr_SetString(PyExc_ValueError, "maxpool kernels take windows of at most 256 values, padding <= kernel / 2");
+        return NULL;
+    }
+    PyObject *big = PyTuple_GET_ITEM(args, backward ? 2 : 0), *small = PyTuple_GET_ITEM(args, backward ? 0 : 1);
+    const char *f = float_format(big);
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    Images *in = backward ? &t.y : &t.x, *out = backward ? &t.x : &t.y;
+    int ok = hold_images(&s, big, backward, f, in) && hold_images(&s, small, !backward, f, out)
+             && hold_images(&s, PyTuple_GET_ITEM(args, backward ? 1 : 2), !backward, "B", &t.idx);
+    if (!ok) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.ho = out_len(in->h, t.kh, t.sh, t.ph);
+    t.wo = out_len(in->w, t.kw, t.sw, t.pw);
+    if (out->n != in->n || out->c != in->c || out->h != t.ho || out->w != t.wo || t.idx.n != in->n
+        || t.idx.c != in->c || t.idx.h != t.ho || t.idx.w != t.wo || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "maxpool's output and winners must be (n, c, h', w') for its input");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    range_fn fn = backward ? (f[0] == 'f' ? maxpool_grad_range_f32 : maxpool_grad_range_f64)
+                           : (f[0] == 'f' ? maxpool_range_f32 : maxpool_range_f64);
+    Py_BEGIN_ALLOW_THREADS
+    split(fn, &t, in->n * in->c, in->h * in->w, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_maxpool(PyObject *self, PyObject *args) { return maxpool_call(args, 0); }
+static PyObject *py_maxpool_grad(PyObject *self, PyObject *args) { return maxpool_call(args, 1); }
+
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
 static PyObject *py_threads(PyObject *self, PyObject *args) { return PyLong_FromLong(kernel_threads()); }
@@ -1018,8 +1463,17 @@ static PyMethodDef methods[] = {
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
     {"gemm_tn", py_gemm_tn, METH_VARARGS,
-     "gemm_tn(a, b, c, alpha, beta): c = alpha * a.T @ b + beta * c through NumPy's OpenBLAS"},
+     "gemm_tn(a, b, c, alpha, beta): c = alpha * a.T @ b + beta * c through NumPy's OpenBLAS (a, b: C-contiguous "
+     "or transposed; c: (m, ...) of m * n elements)"},
     {"sgd_apply", py_sgd_apply, METH_VARARGS, "sgd_apply(w, buf, lr, wd): buf += wd * w (wd != 0); w = w - lr * buf, one pass"},
+    {"im2col", py_im2col, METH_VARARGS,
+     "im2col(x, cols, kh, kw, sh, sw, ph, pw): cols (c*kh*kw, n*h'*w') = the windows of images x (n, c, h, w)"},
+    {"col2im", py_col2im, METH_VARARGS,
+     "col2im(cols, dx, kh, kw, sh, sw, ph, pw): dx (n, c, h, w) = the columns summed back where im2col read them"},
+    {"maxpool", py_maxpool, METH_VARARGS,
+     "maxpool(x, y, idx, kh, kw, sh, sw, ph, pw): y = each window's max, idx (uint8) = its kernel offset"},
+    {"maxpool_grad", py_maxpool_grad, METH_VARARGS,
+     "maxpool_grad(dy, idx, dx, kh, kw, sh, sw, ph, pw): dx = dy routed to each window's winner"},
     {"threads", py_threads, METH_NOARGS, "threads() -> how many threads a big enough kernel is split over now"},
     {"pool", py_pool, METH_NOARGS, "pool() -> the OpenBLAS library whose threads the kernels share, or None"},
     {"set_threads", py_set_threads, METH_VARARGS,
