@@ -1,0 +1,123 @@
+"""The NumPy backend's window kernels (im2col, col2im, maxpool, maxpool_grad in backends/_kernels.c) against the
+Array API code they override: the same bits for Conv2d and MaxPool2d, forward and backward, whole on one thread and
+split over OpenBLAS's threads; refused arrays fall back to the standard code; gemm_tn's transposed operands."""
+import numpy as np
+import pytest
+
+import portanet as pn
+from portanet.backends import kernels
+from test_kernels import needs_kernels, shares, standard_code  # noqa: F401  (fixtures)
+
+CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cout=4, k=(3, 5), s=(2, 3), p=(2, 1),
+                                                                        shape=(2, 3, 9, 11)),
+         dict(cin=2, cout=5, k=1, s=2, p=0, shape=(3, 2, 5, 5)), dict(cin=1, cout=3, k=5, s=1, p=2, shape=(2, 1, 8, 9)),
+         dict(cin=2, cout=2, k=(2, 3), s=(1, 2), p=(0, 2), shape=(1, 2, 6, 4))]
+POOLS = [dict(k=2, s=None, p=0), dict(k=3, s=1, p=1), dict(k=(3, 2), s=(2, 1), p=(1, 1)), dict(k=3, s=2, p=0),
+         dict(k=(1, 4), s=(1, 3), p=(0, 2))]
+
+
+def _run(layer, x, dy):
+    y = layer.forward(x)
+    dx = layer.backward(dy)
+    return [np.array(y), np.array(dx)] + [np.array(p.grad) for p in layer.parameters()]
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape and u.dtype == v.dtype
+        np.testing.assert_array_equal(u, v)
+
+
+def _conv_case(spec, dtype, channel_major):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(spec["shape"]).astype(dtype)
+    if channel_major:            # the memory a conv's output has: (channels, batch, h, w), seen as (batch, channels...)
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+    def make():
+        pn.seed(0)
+        return pn.Conv2d(spec["cin"], spec["cout"], spec["k"], stride=spec["s"], padding=spec["p"], dtype=dtype)
+
+    dy = rng.standard_normal(make().forward(x).shape).astype(dtype)
+    return make, x, dy
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channel_major", [False, True], ids=["nchw", "channel-major"])
+@pytest.mark.parametrize("spec", CONVS, ids=[f"k{c['k']}-s{c['s']}-p{c['p']}" for c in CONVS])
+@pytest.mark.usefixtures("shares")
+def test_conv_kernels_give_the_standard_codes_bits(spec, channel_major, dtype, standard_code):
+    make, x, dy = _conv_case(spec, dtype, channel_major)
+    _same(_run(make(), x, dy), standard_code(lambda: _run(make(), x, dy)))
+
+
+def _pool_case(spec, dtype, channel_major, nan=False, ties=False):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, (2, 3, 7, 8)).astype(dtype) if ties else rng.standard_normal((2, 3, 7, 8)).astype(dtype)
+    if nan:
+        x[0, 0, 1, 1:3] = x[1, 2, 6, 7] = np.nan
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    layer = pn.MaxPool2d(spec["k"], spec["s"], spec["p"])
+    dy = rng.standard_normal(layer.forward(x).shape).astype(dtype)
+    return lambda: pn.MaxPool2d(spec["k"], spec["s"], spec["p"]), x, dy
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["plain", "channel-major", "nan", "ties"])
+@pytest.mark.parametrize("spec", POOLS, ids=[f"k{c['k']}-s{c['s']}-p{c['p']}" for c in POOLS])
+@pytest.mark.usefixtures("shares")
+def test_maxpool_kernels_give_the_standard_codes_bits(spec, case, dtype, standard_code):
+    make, x, dy = _pool_case(spec, dtype, case == "channel-major", nan=case == "nan", ties=case == "ties")
+    fused = _run(make(), x, dy)
+    standard = standard_code(lambda: _run(make(), x, dy))
+    _same(fused, standard)
+    winners = [make()]
+    winners[0].forward(x)
+    assert winners[0]._saved[0].dtype == np.uint8
+
+
+@needs_kernels
+def test_window_kernels_refuse_what_they_cannot_read_and_the_standard_code_runs(standard_code):
+    wide = np.random.default_rng(2).standard_normal((2, 3, 7, 12)).astype(np.float32)
+    x = wide[:, :, :, ::2]                               # rows with a stride: no kernel takes them
+    for name, args in [("im2col", (x, np.empty((27, 70), np.float32), 3, 3, 1, 1, 1, 1)),
+                       ("maxpool", (x, np.empty((2, 3, 3, 3), np.float32), np.empty((2, 3, 3, 3), np.uint8),
+                                    2, 2, 2, 2, 0, 0))]:
+        with pytest.raises(kernels.REFUSALS):
+            kernels.get(name)(*args)
+    with pytest.raises(kernels.REFUSALS):                # columns of the wrong size
+        kernels.get("im2col")(wide, np.empty((27, 71), np.float32), 3, 3, 1, 1, 1, 1)
+    with pytest.raises(kernels.REFUSALS):                # mixed dtypes
+        kernels.get("col2im")(np.empty((27, 70)), np.empty((2, 3, 7, 6), np.float32), 3, 3, 1, 1, 1, 1)
+    memory = np.zeros(2 * 3 * 7 * 8 + 64, np.float32)      # an output that overwrites the input it reads
+    with pytest.raises(ValueError, match="do not overlap"):
+        kernels.get("maxpool")(memory[:336].reshape(2, 3, 7, 8), memory[40:112].reshape(2, 3, 3, 4),
+                               np.empty((2, 3, 3, 4), np.uint8), 2, 2, 2, 2, 0, 0)
+    for make in (lambda: pn.Conv2d(3, 2, 3, padding=1), lambda: pn.MaxPool2d(2)):
+        pn.seed(0)
+        layer = make()
+        y = layer.forward(x)
+        dy = np.ones(y.shape, np.float32)
+        pn.seed(0)
+        _same(_run(make(), x, dy), standard_code(lambda: (pn.seed(0), _run(make(), x, dy))[1]))
+
+
+@needs_kernels
+@pytest.mark.skipif(kernels.get("gemm_tn") is None, reason="no OpenBLAS GEMM found")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_tn_reads_transposed_operands_and_fills_a_conv_weights_shape(dtype):
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((6, 40)).astype(dtype)               # dY: (out, batch * positions)
+    cols = rng.standard_normal((12, 40)).astype(dtype)           # columns: (in * kh * kw, batch * positions)
+    for a, b in [(g.T, cols.T), (np.ascontiguousarray(g.T), cols.T), (g.T, np.ascontiguousarray(cols.T)),
+                 (np.ascontiguousarray(g.T), np.ascontiguousarray(cols.T))]:
+        c = np.full((6, 3, 2, 2), 2.0, dtype)
+        kernels.get("gemm_tn")(a, b, c, 1.0, 0.5)
+        tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c.reshape(6, 12), g @ cols.T + 1.0, **tol)
+    with pytest.raises(kernels.REFUSALS):                        # (m, ...) must start with a's columns
+        kernels.get("gemm_tn")(g.T, cols.T, np.zeros((3, 24), dtype), 1.0, 0.0)
