@@ -3,14 +3,17 @@
  * Dense + ReLU: the mask, bias add and bias gradient folded into one pass; a Dense alone: its bias add and bias
  * gradient without NumPy's broadcasting set-up. uint8 batches: converted and scaled in one pass. Softmax
  * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
+ * Image layers (layers/_windows.py, pooling.py): im2col and col2im one image plane at a time, where the standard
+ * code makes one strided copy per kernel offset over the whole batch; max pooling with its winners in one pass.
  *
  * All but the cross-entropy are written in the order, precision and rounding of portanet's Array API code
  * (portanet/optim/sgd.py, adam.py, layers/activations.py, dense.py): float32 arrays are computed in float32 with the
  * Python scalars cast to float32 first, as NumPy does for a float32 array times a Python float, and the build turns
  * floating-point contraction off (no FMA), so the kernel and the standard code give the same bits.
  *
- * Buffers must be C-contiguous, of one float dtype, the right sizes, and must not overlap a buffer the kernel
- * writes; anything else raises TypeError or ValueError, and the caller runs the standard code instead.
+ * Buffers must be C-contiguous (elementwise ReLU: any dense layout they share; images: any batch and channel
+ * strides), of one float dtype, the right sizes, and must not overlap a buffer the kernel writes; anything else
+ * raises TypeError or ValueError, and the caller runs the standard code instead.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -89,6 +92,61 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
             release(b);
             return 0;
         }
+    }
+    if (overlapping(b->views, writable, n)) {
+        release(b);
+        return 0;
+    }
+    return size;
+}
+
+/* Like acquire, for elementwise kernels: the arrays may be any dense layout (a permuted view of a C-contiguous
+ * array, as a Conv2d's output and what elementwise layers make of it) as long as all share it, shape and strides;
+ * element i of each is then the i-th item of its memory block [buf, buf + len), and the kernel runs over the
+ * blocks. Returns the item size, or 0 with an exception set. */
+static int acquire_dense(Buffers *b, PyObject **objs, const int *writable, int n) {
+    b->held = 0;
+    for (int i = 0; i < n; i++) {
+        int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable[i] ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &b->views[i], flags) != 0) {
+            release(b);
+            return 0;
+        }
+        b->held++;
+    }
+    const Py_buffer *v = b->views;
+    int size = float_size(v[0].format);
+    const char *problem = size ? NULL : "fused kernels take float32 or float64 arrays";
+    for (int i = 1; i < n && !problem; i++) {
+        if (!v[i].format || strcmp(v[i].format, v[0].format) != 0 || v[i].ndim != v[0].ndim)
+            problem = "fused kernels take arrays of one dtype and one layout";
+        for (int d = 0; d < v[0].ndim && !problem; d++)
+            if (v[i].shape[d] != v[0].shape[d] || (v[0].shape[d] > 1 && v[i].strides[d] != v[0].strides[d]))
+                problem = "fused kernels take arrays of one dtype and one layout";
+    }
+    /* dense: the axes by decreasing stride tile the block exactly (axes of length 1 do not count) */
+    Py_ssize_t expected = size, covered = 0;
+    for (int round = 0; round < v[0].ndim && !problem; round++) {
+        int next = -1;
+        for (int d = 0; d < v[0].ndim; d++)
+            if (v[0].shape[d] > 1 && v[0].strides[d] == expected)
+                next = d;
+        if (next < 0)
+            break;
+        expected *= v[0].shape[next];
+        covered++;
+    }
+    if (!problem) {
+        int needed = 0;
+        for (int d = 0; d < v[0].ndim; d++)
+            needed += v[0].shape[d] > 1;
+        if (v[0].len != 0 && (covered != needed || expected != v[0].len))
+            problem = "fused kernels take dense arrays (C-contiguous, or a permutation of such an array's axes)";
+    }
+    if (problem) {
+        PyErr_SetString(size ? PyExc_ValueError : PyExc_TypeError, problem);
+        release(b);
+        return 0;
     }
     if (overlapping(b->views, writable, n)) {
         release(b);
@@ -414,12 +472,44 @@ static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
         return NULL;
     static const int writable[3] = {0, 0, 1};
     Buffers b;
-    int size = acquire(&b, objs, writable, 3);
+    int size = acquire_dense(&b, objs, writable, 3);
     if (!size)
         return NULL;
     ArraysTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[0].len / size, 1};
     Py_BEGIN_ALLOW_THREADS
     split(size == 4 ? relu_grad_range_f32 : relu_grad_range_f64, &task, task.n, 1, SHARE_ALIGN / size);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* activations.py's ReLU forward, y = maximum(x, 0): NaN kept, -0 and negatives to +0, as NumPy's maximum gives. */
+#define RELU_KERNEL(NAME, T)                                                                                     \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const ArraysTask *t = p;                                                                                  \
+        const T *restrict x = (const T *)t->a;                                                                    \
+        T *restrict y = (T *)t->b;                                                                                \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                                                    \
+            T v = x[i];                                                                                           \
+            y[i] = (v > 0 || v != v) ? v : (T)0;                                                                  \
+        }                                                                                                         \
+    }
+
+RELU_KERNEL(relu_range_f32, float)
+RELU_KERNEL(relu_range_f64, double)
+
+static PyObject *py_relu(PyObject *self, PyObject *args) {
+    PyObject *objs[2];
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1]))
+        return NULL;
+    static const int writable[2] = {0, 1};
+    Buffers b;
+    int size = acquire_dense(&b, objs, writable, 2);
+    if (!size)
+        return NULL;
+    ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, b.views[0].len / size, 1};
+    Py_BEGIN_ALLOW_THREADS
+    split(size == 4 ? relu_range_f32 : relu_range_f64, &task, task.n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -1165,87 +1255,251 @@ IM2COL_RANGE(im2col_range_f64, double)
 COL2IM_RANGE(col2im_range_f32, float)
 COL2IM_RANGE(col2im_range_f64, double)
 
-/* Planes lo..hi of the max pool: y and idx start from kernel offset 0's value (-inf in the padding) and offset 0;
- * each later offset k takes over where its value v is larger or NaN, as pooling.py's (v > best) | isnan(v). */
-#define MAXPOOL_RANGE(NAME, T)                                                                                   \
+/* One output row of the max pool for kernel offset k > 0: the outputs wo in [lo, hi) see row[wo * S], and k takes
+ * over where that value is larger or NaN, as pooling.py's (v > best) | isnan(v). S is 1, 2 or the stride: the
+ * compiler vectorizes each with its stride known. */
+#define MAXPOOL_ROW(NAME, T, S)                                                                                  \
+    static inline void NAME(const T *restrict row, T *restrict best, uint8_t *restrict at, Py_ssize_t lo,        \
+                            Py_ssize_t hi, Py_ssize_t s, uint8_t k) {                                             \
+        (void)s;                                                                                                  \
+        for (Py_ssize_t wo = lo; wo < hi; wo++) {                                                                 \
+            T v = row[wo * (S)], b = best[wo];                                                                    \
+            int take = (v > b) | (v != v);                                                                        \
+            best[wo] = take ? v : b;                                                                              \
+            at[wo] = take ? k : at[wo];                                                                           \
+        }                                                                                                         \
+    }
+
+/* One row of the max pool's input gradient for kernel offset k: each output's dy where k won, 0 elsewhere (as
+ * pooling.py's where(winner == k, dy, 0)), added onto row[wo * S]. */
+#define MAXPOOL_GRAD_ROW(NAME, T, S)                                                                             \
+    static inline void NAME(T *restrict row, const T *restrict g, const uint8_t *restrict at, Py_ssize_t lo,     \
+                            Py_ssize_t hi, Py_ssize_t s, uint8_t k) {                                             \
+        (void)s;                                                                                                  \
+        for (Py_ssize_t wo = lo; wo < hi; wo++) {                                                                 \
+            T add = at[wo] == k ? g[wo] : (T)0;                                                                   \
+            row[wo * (S)] = row[wo * (S)] + add;                                                                  \
+        }                                                                                                         \
+    }
+
+MAXPOOL_ROW(maxpool_row1_f32, float, 1)
+MAXPOOL_ROW(maxpool_row2_f32, float, 2)
+MAXPOOL_ROW(maxpool_rows_f32, float, s)
+MAXPOOL_ROW(maxpool_row1_f64, double, 1)
+MAXPOOL_ROW(maxpool_row2_f64, double, 2)
+MAXPOOL_ROW(maxpool_rows_f64, double, s)
+MAXPOOL_GRAD_ROW(maxpool_grad_row1_f32, float, 1)
+MAXPOOL_GRAD_ROW(maxpool_grad_row2_f32, float, 2)
+MAXPOOL_GRAD_ROW(maxpool_grad_rows_f32, float, s)
+MAXPOOL_GRAD_ROW(maxpool_grad_row1_f64, double, 1)
+MAXPOOL_GRAD_ROW(maxpool_grad_row2_f64, double, 2)
+MAXPOOL_GRAD_ROW(maxpool_grad_rows_f64, double, s)
+
+/* Planes lo..hi of the max pool (plane q = c * batch + n), offset by offset over the plane, which stays in L1: y
+ * and idx start from kernel offset 0's values (-inf in the padding) and 0, then each later offset takes over where
+ * it wins. Every output meets the offsets in the standard code's order, so the values and winners are its own. */
+#define MAXPOOL_RANGE(NAME, T, SUFFIX)                                                                           \
     WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const WindowTask *t = p;                                                                                  \
-        const Images *x = &t->x, *y = &t->y, *ix = &t->idx;                                                      \
+        const Images x = t->x, y = t->y, ix = t->idx;                                                             \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, height = x.h, width = x.w;                                   \
         for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
-            Py_ssize_t c = q / x->n, n = q % x->n;                                                                \
-            const char *src = x->buf + n * x->sn + c * x->sc;                                                     \
-            char *dst = y->buf + n * y->sn + c * y->sc;                                                           \
-            uint8_t *win = (uint8_t *)(ix->buf + n * ix->sn + c * ix->sc);                                        \
-            int k = 0;                                                                                            \
-            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
-                for (Py_ssize_t j = 0; j < t->kw; j++, k++) {                                                     \
-                    Py_ssize_t wlo, whi;                                                                          \
-                    valid_outputs(j, t->sw, t->pw, x->w, t->wo, &wlo, &whi);                                      \
-                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
-                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
-                        T *best = (T *)dst + ho * t->wo;                                                          \
-                        uint8_t *at = win + ho * t->wo;                                                           \
-                        int inside = h >= 0 && h < x->h;                                                          \
-                        const T *row = inside ? (const T *)(src + h * x->w * sizeof(T)) + j - t->pw : NULL;      \
-                        if (k == 0) {                                                                             \
-                            for (Py_ssize_t wo = 0; wo < t->wo; wo++) {                                           \
-                                best[wo] = inside && wo >= wlo && wo < whi ? row[wo * t->sw] : (T)-INFINITY;      \
-                                at[wo] = 0;                                                                       \
-                            }                                                                                     \
-                            continue;                                                                             \
-                        }                                                                                         \
-                        if (!inside)                                                                              \
-                            continue;           /* -inf is never larger, nor NaN */                               \
-                        for (Py_ssize_t wo = wlo; wo < whi; wo++) {                                               \
-                            T v = row[wo * t->sw], b = best[wo];                                                  \
-                            int take = v > b || v != v;                                                           \
-                            best[wo] = take ? v : b;                                                              \
-                            at[wo] = take ? (uint8_t)k : at[wo];                                                  \
-                        }                                                                                         \
+            Py_ssize_t c = q / x.n, n = q % x.n;                                                                  \
+            const T *src = (const T *)(x.buf + n * x.sn + c * x.sc);                                              \
+            T *dst = (T *)(y.buf + n * y.sn + c * y.sc);                                                          \
+            uint8_t *win = (uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                                           \
+            memset(win, 0, ho_n * wo_n);                                                                          \
+            Py_ssize_t wlo, whi;                                                                                  \
+            valid_outputs(0, sw, pw, width, wo_n, &wlo, &whi);                                                    \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                            \
+                Py_ssize_t h = ho * sh - ph;                                                                      \
+                T *best = dst + ho * wo_n;                                                                        \
+                for (Py_ssize_t wo = 0; wo < wo_n; wo++)                                                          \
+                    best[wo] = (T)-INFINITY;                                                                      \
+                if (h < 0 || h >= height)                                                                         \
+                    continue;                                                                                     \
+                const T *row = src + h * width - pw;                                                              \
+                for (Py_ssize_t wo = wlo; wo < whi; wo++)                                                         \
+                    best[wo] = row[wo * sw];                                                                      \
+            }                                                                                                     \
+            uint8_t k = 0;                                                                                        \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++) {                                                             \
+                    if (k++ == 0)                                                                                 \
+                        continue;                                                                                 \
+                    valid_outputs(j, sw, pw, width, wo_n, &wlo, &whi);                                            \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= height)                                                                 \
+                            continue;           /* -inf: never larger, nor NaN */                                 \
+                        const T *row = src + h * width + j - pw;                                                  \
+                        uint8_t kk = (uint8_t)(k - 1);                                                            \
+                        if (sw == 1)                                                                              \
+                            maxpool_row1_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
+                        else if (sw == 2)                                                                         \
+                            maxpool_row2_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
+                        else                                                                                      \
+                            maxpool_rows_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
                     }                                                                                             \
                 }                                                                                                 \
         }                                                                                                         \
     }
 
-MAXPOOL_RANGE(maxpool_range_f32, float)
-MAXPOOL_RANGE(maxpool_range_f64, double)
+MAXPOOL_RANGE(maxpool_range_f32, float, f32)
+MAXPOOL_RANGE(maxpool_range_f64, double, f64)
 
 /* Planes lo..hi of the max pool's input gradient: zeroed, then per kernel offset k in order, each output's dy
- * added where k won (0 elsewhere, as pooling.py's where(winner == k, dy, 0)). */
-#define MAXPOOL_GRAD_RANGE(NAME, T)                                                                              \
+ * added where k won (0 elsewhere), as pooling.py adds them. */
+#define MAXPOOL_GRAD_RANGE(NAME, T, SUFFIX)                                                                      \
     WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const WindowTask *t = p;                                                                                  \
-        const Images *dy = &t->x, *dx = &t->y, *ix = &t->idx;                                                     \
+        const Images dy = t->x, dx = t->y, ix = t->idx;                                                           \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, height = dx.h, width = dx.w;                                 \
         for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
-            Py_ssize_t c = q / dx->n, n = q % dx->n;                                                              \
-            const char *g = dy->buf + n * dy->sn + c * dy->sc;                                                    \
-            char *dst = dx->buf + n * dx->sn + c * dx->sc;                                                        \
-            const uint8_t *win = (const uint8_t *)(ix->buf + n * ix->sn + c * ix->sc);                            \
-            for (Py_ssize_t h = 0; h < dx->h; h++)                                                                \
-                memset(dst + h * dx->w * sizeof(T), 0, dx->w * sizeof(T));                                        \
-            int k = 0;                                                                                            \
-            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
-                for (Py_ssize_t j = 0; j < t->kw; j++, k++) {                                                     \
+            Py_ssize_t c = q / dx.n, n = q % dx.n;                                                                \
+            const T *g = (const T *)(dy.buf + n * dy.sn + c * dy.sc);                                             \
+            T *dst = (T *)(dx.buf + n * dx.sn + c * dx.sc);                                                       \
+            const uint8_t *win = (const uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                               \
+            memset(dst, 0, height * width * sizeof(T));                                                           \
+            uint8_t k = 0;                                                                                        \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++, k++) {                                                        \
                     Py_ssize_t wlo, whi;                                                                          \
-                    valid_outputs(j, t->sw, t->pw, dx->w, t->wo, &wlo, &whi);                                     \
-                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
-                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
-                        if (h < 0 || h >= dx->h)                                                                  \
+                    valid_outputs(j, sw, pw, width, wo_n, &wlo, &whi);                                            \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= height)                                                                 \
                             continue;                                                                             \
-                        T *row = (T *)(dst + h * dx->w * sizeof(T)) + j - t->pw;                                  \
-                        const T *gr = (const T *)g + ho * t->wo;                                                  \
-                        const uint8_t *at = win + ho * t->wo;                                                     \
-                        for (Py_ssize_t wo = wlo; wo < whi; wo++) {                                               \
-                            T add = at[wo] == k ? gr[wo] : (T)0;                                                  \
-                            row[wo * t->sw] = row[wo * t->sw] + add;                                              \
-                        }                                                                                         \
+                        T *row = dst + h * width + j - pw;                                                        \
+                        if (sw == 1)                                                                              \
+                            maxpool_grad_row1_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
+                        else if (sw == 2)                                                                         \
+                            maxpool_grad_row2_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
+                        else                                                                                      \
+                            maxpool_grad_rows_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
                     }                                                                                             \
                 }                                                                                                 \
         }                                                                                                         \
     }
 
-MAXPOOL_GRAD_RANGE(maxpool_grad_range_f32, float)
-MAXPOOL_GRAD_RANGE(maxpool_grad_range_f64, double)
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f32, float, f32)
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f64, double, f64)
+
+/* float32 max pooling without padding, stride 1 or 2, rows of at least 4 outputs (2x2 / stride 2 after a conv, the
+ * common case): a row's outputs in vectors of L lanes, a chunk's whole window in registers, the last chunk moved
+ * back to end at the row's end (overlapping the one before it: the same values are written twice), so that rows
+ * of 7 or 14 outputs run as whole vectors. The general loops above run everything else. Same selections, so the
+ * same values and winners. GCC vector extensions; the stride-2 loads take the even or odd lanes of 2L values. */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef uint8_t u8x8 __attribute__((vector_size(8)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+typedef uint8_t u8x4 __attribute__((vector_size(4)));
+
+/* v = row[0], row[S], ..., row[(L - 1) S]: S = 1 reads L values, S = 2 the even (PARITY 0) or odd lanes of 2L */
+#define POOL_LOAD(V, L, EVEN, ODD, v, row, S, PARITY)                                                            \
+    do {                                                                                                          \
+        if ((S) == 1) {                                                                                           \
+            memcpy(&(v), (row), sizeof(V));                                                                       \
+        } else {                                                                                                  \
+            V lo_, hi_;                                                                                           \
+            memcpy(&lo_, (row), sizeof(V));                                                                       \
+            memcpy(&hi_, (row) + (L), sizeof(V));                                                                 \
+            (v) = (PARITY) ? __builtin_shuffle(lo_, hi_, ODD) : __builtin_shuffle(lo_, hi_, EVEN);                \
+        }                                                                                                         \
+    } while (0)
+
+#define MAXPOOL_FAST_RANGE(NAME, V, IV, UV, L, EVEN, ODD)                                                        \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images x = t->x, y = t->y, ix = t->idx;                                                             \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ho_n = t->ho, wo_n = t->wo, width = x.w; \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / x.n, n = q % x.n;                                                                  \
+            const float *src = (const float *)(x.buf + n * x.sn + c * x.sc);                                      \
+            float *dst = (float *)(y.buf + n * y.sn + c * y.sc);                                                  \
+            uint8_t *win = (uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                                           \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++)                                                              \
+                for (Py_ssize_t w0 = 0; w0 < wo_n; w0 += (L)) {                                                   \
+                    Py_ssize_t wo = w0 + (L) <= wo_n ? w0 : wo_n - (L);                                           \
+                    V best = {0}, v;                                                                              \
+                    IV at = {0};                                                                                  \
+                    int32_t k = 0;                                                                                \
+                    for (Py_ssize_t i = 0; i < kh; i++) {                                                         \
+                        const float *row = src + (ho * sh + i) * width + wo * sw;                                 \
+                        for (Py_ssize_t j = 0; j < kw; j++, k++) {                                                \
+                            POOL_LOAD(V, L, EVEN, ODD, v, row + (sw == 1 ? j : j & ~(Py_ssize_t)1), sw, j & 1);   \
+                            if (k == 0) {                                                                         \
+                                best = v;                                                                         \
+                                continue;                                                                         \
+                            }                                                                                     \
+                            IV take = (v > best) | (v != v);                                                      \
+                            best = (V)(((IV)v & take) | ((IV)best & ~take));                                      \
+                            at = (take & k) | (at & ~take);                                                       \
+                        }                                                                                         \
+                    }                                                                                             \
+                    memcpy(dst + ho * wo_n + wo, &best, sizeof(V));                                               \
+                    UV small = __builtin_convertvector(at, UV);                                                   \
+                    memcpy(win + ho * wo_n + wo, &small, sizeof(UV));                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+/* The gradient of a 2-wide, stride-2, non-overlapping pool (kh == sh): each input takes at most one output's dy,
+ * so a row pair is written directly, dy where the offset won and 0 elsewhere, interleaved (after zeroing the
+ * plane, for the rows and columns no window covers); 0 + value, as the standard code adds onto zeros. */
+#define MAXPOOL_GRAD_FAST_RANGE(NAME, V, IV, UV, L, LOW, HIGH)                                                   \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images dy = t->x, dx = t->y, ix = t->idx;                                                           \
+        const Py_ssize_t kh = t->kh, ho_n = t->ho, wo_n = t->wo, width = dx.w, height = dx.h;                     \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / dx.n, n = q % dx.n;                                                                \
+            const float *g = (const float *)(dy.buf + n * dy.sn + c * dy.sc);                                     \
+            float *dst = (float *)(dx.buf + n * dx.sn + c * dx.sc);                                               \
+            const uint8_t *win = (const uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                               \
+            memset(dst, 0, height * width * sizeof(float));                                                       \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++)                                                              \
+                for (Py_ssize_t w0 = 0; w0 < wo_n; w0 += (L)) {                                                   \
+                    Py_ssize_t wo = w0 + (L) <= wo_n ? w0 : wo_n - (L);                                           \
+                    V gv, zero = {0};                                                                             \
+                    UV small;                                                                                     \
+                    memcpy(&gv, g + ho * wo_n + wo, sizeof(V));                                                   \
+                    memcpy(&small, win + ho * wo_n + wo, sizeof(UV));                                             \
+                    IV at = __builtin_convertvector(small, IV);                                                   \
+                    for (Py_ssize_t i = 0; i < kh; i++) {                                                         \
+                        V even = zero + (V)((IV)gv & (at == (int32_t)(2 * i))),                                   \
+                          odd = zero + (V)((IV)gv & (at == (int32_t)(2 * i + 1)));                                \
+                        V first = __builtin_shuffle(even, odd, LOW), second = __builtin_shuffle(even, odd, HIGH); \
+                        float *row = dst + (ho * kh + i) * width + 2 * wo;                                        \
+                        memcpy(row, &first, sizeof(V));                                                           \
+                        memcpy(row + (L), &second, sizeof(V));                                                    \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_FAST_RANGE(maxpool_fast8_range, f32x8, i32x8, u8x8, 8, ((i32x8){0, 2, 4, 6, 8, 10, 12, 14}),
+                   ((i32x8){1, 3, 5, 7, 9, 11, 13, 15}))
+MAXPOOL_FAST_RANGE(maxpool_fast4_range, f32x4, i32x4, u8x4, 4, ((i32x4){0, 2, 4, 6}), ((i32x4){1, 3, 5, 7}))
+MAXPOOL_GRAD_FAST_RANGE(maxpool_grad_fast8_range, f32x8, i32x8, u8x8, 8, ((i32x8){0, 8, 1, 9, 2, 10, 3, 11}),
+                        ((i32x8){4, 12, 5, 13, 6, 14, 7, 15}))
+MAXPOOL_GRAD_FAST_RANGE(maxpool_grad_fast4_range, f32x4, i32x4, u8x4, 4, ((i32x4){0, 4, 1, 5}), ((i32x4){2, 6, 3, 7}))
+
+/* The vector width for a float32 pool these loops take (8 or 4), or 0 for the general loops. */
+static int maxpool_fast_lanes(const WindowTask *t, int size, int backward) {
+    Py_ssize_t width = backward ? t->y.w : t->x.w;      /* the input's */
+    if (size != 4 || t->ph || t->pw || (t->sw != 1 && t->sw != 2) || t->wo < 4)
+        return 0;
+    if (t->sw == 2 && 2 * t->wo + ((t->kw - 1) & ~(Py_ssize_t)1) > width)    /* the last lanes would leave the row */
+        return 0;
+    if (backward && (t->sw != 2 || t->kw != 2 || t->sh != t->kh))
+        return 0;
+    return t->wo >= 8 ? 8 : 4;
+}
 
 /* (kh, kw, sh, sw, ph, pw): sizes >= 1, padding >= 0; 0 with ValueError otherwise. */
 static int window_args(PyObject *args, int first, WindowTask *t) {
@@ -1400,6 +1654,10 @@ static PyObject *maxpool_call(PyObject *args, int backward) {
     }
     range_fn fn = backward ? (f[0] == 'f' ? maxpool_grad_range_f32 : maxpool_grad_range_f64)
                            : (f[0] == 'f' ? maxpool_range_f32 : maxpool_range_f64);
+    int lanes = maxpool_fast_lanes(&t, f[0] == 'f' ? 4 : 8, backward);
+    if (lanes)
+        fn = backward ? (lanes == 8 ? maxpool_grad_fast8_range : maxpool_grad_fast4_range)
+                      : (lanes == 8 ? maxpool_fast8_range : maxpool_fast4_range);
     Py_BEGIN_ALLOW_THREADS
     split(fn, &t, in->n * in->c, in->h * in->w, 1);
     Py_END_ALLOW_THREADS
@@ -1451,7 +1709,8 @@ static PyMethodDef methods[] = {
      "sgd(w, grad, buf, lr, momentum, dampening_factor, weight_decay, nesterov): one SGD step in place on w, buf"},
     {"adam", py_adam, METH_VARARGS,
      "adam(w, grad, m, v, vmax_or_None, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode): one Adam step in place"},
-    {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass"},
+    {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass (one dense layout)"},
+    {"relu", py_relu, METH_VARARGS, "relu(x, y): y = maximum(x, 0), one pass (one dense layout)"},
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
     {"bias_add", py_bias_add, METH_VARARGS, "bias_add(y, b): y += b in place (y (n, c), b (c,))"},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},

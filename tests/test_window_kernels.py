@@ -1,6 +1,7 @@
-"""The NumPy backend's window kernels (im2col, col2im, maxpool, maxpool_grad in backends/_kernels.c) against the
-Array API code they override: the same bits for Conv2d and MaxPool2d, forward and backward, whole on one thread and
-split over OpenBLAS's threads; refused arrays fall back to the standard code; gemm_tn's transposed operands."""
+"""The NumPy backend's kernels for image layers (im2col, col2im, maxpool, maxpool_grad, and relu / relu_grad on any
+dense layout, in backends/_kernels.c) against the Array API code they override: the same bits for Conv2d, MaxPool2d
+and ReLU, forward and backward, whole on one thread and split over OpenBLAS's threads; refused arrays fall back to
+the standard code; gemm_tn's transposed operands."""
 import numpy as np
 import pytest
 
@@ -13,7 +14,10 @@ CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cou
          dict(cin=2, cout=5, k=1, s=2, p=0, shape=(3, 2, 5, 5)), dict(cin=1, cout=3, k=5, s=1, p=2, shape=(2, 1, 8, 9)),
          dict(cin=2, cout=2, k=(2, 3), s=(1, 2), p=(0, 2), shape=(1, 2, 6, 4))]
 POOLS = [dict(k=2, s=None, p=0), dict(k=3, s=1, p=1), dict(k=(3, 2), s=(2, 1), p=(1, 1)), dict(k=3, s=2, p=0),
-         dict(k=(1, 4), s=(1, 3), p=(0, 2))]
+         dict(k=(1, 4), s=(1, 3), p=(0, 2)), dict(k=2, s=1, p=0), dict(k=(2, 3), s=2, p=0)]
+# widths 8, 20 and 21: rows of 3 to 20 outputs, so the float32 vector loops (4 and 8 lanes, the last chunk moved
+# back to end at the row's end) and the general ones all run, and a stride-2 row whose last lanes would leave it
+WIDTHS = [8, 20, 21]
 
 
 def _run(layer, x, dy):
@@ -53,9 +57,10 @@ def test_conv_kernels_give_the_standard_codes_bits(spec, channel_major, dtype, s
     _same(_run(make(), x, dy), standard_code(lambda: _run(make(), x, dy)))
 
 
-def _pool_case(spec, dtype, channel_major, nan=False, ties=False):
+def _pool_case(spec, dtype, channel_major, width, nan=False, ties=False):
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 3, (2, 3, 7, 8)).astype(dtype) if ties else rng.standard_normal((2, 3, 7, 8)).astype(dtype)
+    shape = (2, 3, 7, width)
+    x = rng.integers(0, 3, shape).astype(dtype) if ties else rng.standard_normal(shape).astype(dtype)
     if nan:
         x[0, 0, 1, 1:3] = x[1, 2, 6, 7] = np.nan
     if channel_major:
@@ -68,10 +73,11 @@ def _pool_case(spec, dtype, channel_major, nan=False, ties=False):
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", ["plain", "channel-major", "nan", "ties"])
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("spec", POOLS, ids=[f"k{c['k']}-s{c['s']}-p{c['p']}" for c in POOLS])
 @pytest.mark.usefixtures("shares")
-def test_maxpool_kernels_give_the_standard_codes_bits(spec, case, dtype, standard_code):
-    make, x, dy = _pool_case(spec, dtype, case == "channel-major", nan=case == "nan", ties=case == "ties")
+def test_maxpool_kernels_give_the_standard_codes_bits(spec, width, case, dtype, standard_code):
+    make, x, dy = _pool_case(spec, dtype, case == "channel-major", width, nan=case == "nan", ties=case == "ties")
     fused = _run(make(), x, dy)
     standard = standard_code(lambda: _run(make(), x, dy))
     _same(fused, standard)
@@ -121,3 +127,38 @@ def test_gemm_tn_reads_transposed_operands_and_fills_a_conv_weights_shape(dtype)
         np.testing.assert_allclose(c.reshape(6, 12), g @ cols.T + 1.0, **tol)
     with pytest.raises(kernels.REFUSALS):                        # (m, ...) must start with a's columns
         kernels.get("gemm_tn")(g.T, cols.T, np.zeros((3, 24), dtype), 1.0, 0.0)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["c", "channel-major", "fortran"])
+@pytest.mark.usefixtures("shares")
+def test_relu_kernels_take_any_dense_layout_and_give_the_standard_codes_bits(layout, dtype, standard_code):
+    rng = np.random.default_rng(4)
+    order = {"c": lambda a: a, "fortran": np.asfortranarray,
+             "channel-major": lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)}[layout]
+    x = order(rng.standard_normal((3, 4, 5, 6)).astype(dtype))
+    x[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    dy = order(rng.standard_normal((3, 4, 5, 6)).astype(dtype))
+
+    def run():
+        layer = pn.ReLU()
+        y = layer.forward(x)
+        return [np.array(y), np.array(layer.backward(dy)), y.strides == x.strides]
+
+    fused, standard = run(), standard_code(run)
+    np.testing.assert_array_equal(fused[0], standard[0])
+    assert not np.signbit(fused[0][0, 0, 0, 1])                  # maximum(-0.0, 0) is +0.0, as NumPy gives
+    np.testing.assert_array_equal(fused[1], standard[1])
+    assert fused[2]                                               # the output keeps the input's memory order
+
+
+@needs_kernels
+def test_relu_kernels_refuse_arrays_that_are_not_dense_or_differ_in_layout():
+    x = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
+    relu = kernels.get("relu")
+    for bad in [(x[:, ::2], np.empty((6, 6), np.float32)[:, ::2][:4]),     # strided, one layout: not dense
+                (x, np.empty((6, 4), np.float32).T),                          # dense, two layouts
+                (x, x)]:                                                      # the output is the input
+        with pytest.raises(kernels.REFUSALS):
+            relu(*bad)
