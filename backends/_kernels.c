@@ -1181,35 +1181,95 @@ static void valid_outputs(Py_ssize_t j, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t
     *hi = last;
 }
 
+/* Image rows are short (28, 14, 7 values), so a memcpy or memset call per row, or a loop the vectorizer needs 16
+ * iterations for, costs more than the data: runs are moved in fixed 32-, 16- and 8-byte pieces, which the compiler
+ * keeps in registers, the last piece moved back to end at the run's end (it rewrites a few values, with the same
+ * values). Sums cannot overlap that way: they take 32-byte pieces, then one value at a time. */
+static inline void copy_run(char *restrict dst, const char *restrict src, Py_ssize_t bytes) {
+    if (bytes >= 32) {
+        Py_ssize_t k = 0;
+        for (; k + 32 <= bytes; k += 32)
+            memcpy(dst + k, src + k, 32);
+        if (k < bytes)
+            memcpy(dst + bytes - 32, src + bytes - 32, 32);
+    } else if (bytes >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + bytes - 16, src + bytes - 16, 16);
+    } else if (bytes >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + bytes - 8, src + bytes - 8, 8);
+    } else if (bytes == 4) {
+        memcpy(dst, src, 4);
+    }
+}
+
+static inline void zero_run(char *dst, Py_ssize_t bytes) {
+    if (bytes >= 32) {
+        Py_ssize_t k = 0;
+        for (; k + 32 <= bytes; k += 32)
+            memset(dst + k, 0, 32);
+        if (k < bytes)
+            memset(dst + bytes - 32, 0, 32);
+    } else if (bytes >= 16) {
+        memset(dst, 0, 16);
+        memset(dst + bytes - 16, 0, 16);
+    } else if (bytes >= 8) {
+        memset(dst, 0, 8);
+        memset(dst + bytes - 8, 0, 8);
+    } else if (bytes == 4) {
+        memset(dst, 0, 4);
+    }
+}
+
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+#define ADD_RUN(NAME, T, V)                                                                                      \
+    static inline void NAME(T *restrict dst, const T *restrict src, Py_ssize_t n) {                               \
+        const Py_ssize_t lanes = sizeof(V) / sizeof(T);                                                          \
+        Py_ssize_t k = 0;                                                                                         \
+        for (; k + lanes <= n; k += lanes) {                                                                      \
+            V a, b;                                                                                               \
+            memcpy(&a, dst + k, sizeof(V));                                                                       \
+            memcpy(&b, src + k, sizeof(V));                                                                       \
+            a = a + b;                                                                                            \
+            memcpy(dst + k, &a, sizeof(V));                                                                       \
+        }                                                                                                         \
+        for (; k < n; k++)                                                                                        \
+            dst[k] = dst[k] + src[k];                                                                             \
+    }
+
+ADD_RUN(add_run_f32, float, f32x8)
+ADD_RUN(add_run_f64, double, f64x4)
+
 /* Rows lo..hi of the columns: row (c, i, j) holds x[n, c, ho * sh + i - ph, wo * sw + j - pw] (0 outside). */
 #define IM2COL_RANGE(NAME, T)                                                                                    \
-    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const WindowTask *t = p;                                                                                  \
-        const Images *x = &t->x;                                                                                  \
-        Py_ssize_t area = t->kh * t->kw, plane = t->ho * t->wo;                                                   \
+        const Images x = t->x;                                                                                    \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, area = kh * kw, plane = ho_n * wo_n;                         \
         for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
-            Py_ssize_t c = r / area, i = r % area / t->kw, j = r % t->kw, wlo, whi;                               \
-            valid_outputs(j, t->sw, t->pw, x->w, t->wo, &wlo, &whi);                                              \
-            T *out = (T *)t->cols + r * x->n * plane;                                                             \
-            for (Py_ssize_t n = 0; n < x->n; n++) {                                                               \
-                const char *src = x->buf + n * x->sn + c * x->sc;                                                 \
-                for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                       \
-                    T *o = out + (n * t->ho + ho) * t->wo;                                                        \
-                    Py_ssize_t h = ho * t->sh + i - t->ph;                                                        \
-                    if (h < 0 || h >= x->h) {                                                                     \
-                        memset(o, 0, t->wo * sizeof(T));                                                          \
+            Py_ssize_t c = r / area, i = r % area / kw, j = r % kw, wlo, whi;                                     \
+            valid_outputs(j, sw, pw, x.w, wo_n, &wlo, &whi);                                                      \
+            T *out = (T *)t->cols + r * x.n * plane;                                                              \
+            for (Py_ssize_t n = 0; n < x.n; n++) {                                                                \
+                const T *src = (const T *)(x.buf + n * x.sn + c * x.sc);                                          \
+                for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                        \
+                    T *o = out + (n * ho_n + ho) * wo_n;                                                          \
+                    Py_ssize_t h = ho * sh + i - ph;                                                              \
+                    if (h < 0 || h >= x.h) {                                                                      \
+                        zero_run((char *)o, wo_n * (Py_ssize_t)sizeof(T));                                        \
                         continue;                                                                                 \
                     }                                                                                             \
-                    const T *row = (const T *)(src + h * x->w * sizeof(T)) + j - t->pw;                           \
-                    for (Py_ssize_t wo = 0; wo < wlo; wo++)                                                       \
-                        o[wo] = 0;                                                                                \
-                    if (t->sw == 1)                                                                               \
-                        memcpy(o + wlo, row + wlo, (whi - wlo) * sizeof(T));                                      \
+                    const T *row = src + h * x.w + j - pw;                                                        \
+                    zero_run((char *)o, wlo * (Py_ssize_t)sizeof(T));                                             \
+                    if (sw == 1)                                                                                  \
+                        copy_run((char *)(o + wlo), (const char *)(row + wlo), (whi - wlo) * (Py_ssize_t)sizeof(T)); \
                     else                                                                                          \
                         for (Py_ssize_t wo = wlo; wo < whi; wo++)                                                 \
-                            o[wo] = row[wo * t->sw];                                                              \
-                    for (Py_ssize_t wo = whi; wo < t->wo; wo++)                                                   \
-                        o[wo] = 0;                                                                                \
+                            o[wo] = row[wo * sw];                                                                 \
+                    zero_run((char *)(o + whi), (wo_n - whi) * (Py_ssize_t)sizeof(T));                           \
                 }                                                                                                 \
             }                                                                                                     \
         }                                                                                                         \
@@ -1220,40 +1280,39 @@ IM2COL_RANGE(im2col_range_f64, double)
 
 /* Planes lo..hi (plane q = c * batch + n) of y: zeroed, then every kernel offset (i, j) in order adds its column
  * row's values where im2col read them. */
-#define COL2IM_RANGE(NAME, T)                                                                                    \
-    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+#define COL2IM_RANGE(NAME, T, SUFFIX)                                                                            \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const WindowTask *t = p;                                                                                  \
-        const Images *y = &t->y;                                                                                  \
-        Py_ssize_t area = t->kh * t->kw, plane = t->ho * t->wo;                                                   \
+        const Images y = t->y;                                                                                    \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, area = kh * kw, plane = ho_n * wo_n;                         \
         for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
-            Py_ssize_t c = q / y->n, n = q % y->n;                                                                \
-            char *dst = y->buf + n * y->sn + c * y->sc;                                                           \
-            for (Py_ssize_t h = 0; h < y->h; h++)                                                                 \
-                memset(dst + h * y->w * sizeof(T), 0, y->w * sizeof(T));                                          \
-            for (Py_ssize_t i = 0; i < t->kh; i++)                                                                \
-                for (Py_ssize_t j = 0; j < t->kw; j++) {                                                          \
+            Py_ssize_t c = q / y.n, n = q % y.n;                                                                  \
+            T *dst = (T *)(y.buf + n * y.sn + c * y.sc);                                                          \
+            memset(dst, 0, y.h * y.w * sizeof(T));                                                                \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++) {                                                             \
                     Py_ssize_t wlo, whi;                                                                          \
-                    valid_outputs(j, t->sw, t->pw, y->w, t->wo, &wlo, &whi);                                      \
-                    const T *in = (const T *)t->cols + ((c * area + i * t->kw + j) * y->n + n) * plane;           \
-                    for (Py_ssize_t ho = 0; ho < t->ho; ho++) {                                                   \
-                        Py_ssize_t h = ho * t->sh + i - t->ph;                                                    \
-                        if (h < 0 || h >= y->h)                                                                   \
+                    valid_outputs(j, sw, pw, y.w, wo_n, &wlo, &whi);                                              \
+                    const T *in = (const T *)t->cols + ((c * area + i * kw + j) * y.n + n) * plane;               \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= y.h)                                                                    \
                             continue;                                                                             \
-                        T *row = (T *)(dst + h * y->w * sizeof(T)) + j - t->pw;                                   \
-                        const T *v = in + ho * t->wo;                                                             \
-                        if (t->sw == 1)                                                                           \
-                            for (Py_ssize_t wo = wlo; wo < whi; wo++)                                             \
-                                row[wo] = row[wo] + v[wo];                                                        \
+                        T *row = dst + h * y.w + j - pw;                                                          \
+                        const T *v = in + ho * wo_n;                                                              \
+                        if (sw == 1)                                                                              \
+                            add_run_##SUFFIX(row + wlo, v + wlo, whi - wlo);                                      \
                         else                                                                                      \
                             for (Py_ssize_t wo = wlo; wo < whi; wo++)                                             \
-                                row[wo * t->sw] = row[wo * t->sw] + v[wo];                                        \
+                                row[wo * sw] = row[wo * sw] + v[wo];                                              \
                     }                                                                                             \
                 }                                                                                                 \
         }                                                                                                         \
     }
 
-COL2IM_RANGE(col2im_range_f32, float)
-COL2IM_RANGE(col2im_range_f64, double)
+COL2IM_RANGE(col2im_range_f32, float, f32)
+COL2IM_RANGE(col2im_range_f64, double, f64)
 
 /* One output row of the max pool for kernel offset k > 0: the outputs wo in [lo, hi) see row[wo * S], and k takes
  * over where that value is larger or NaN, as pooling.py's (v > best) | isnan(v). S is 1, 2 or the stride: the
@@ -1392,7 +1451,6 @@ MAXPOOL_GRAD_RANGE(maxpool_grad_range_f64, double, f64)
  * back to end at the row's end (overlapping the one before it: the same values are written twice), so that rows
  * of 7 or 14 outputs run as whole vectors. The general loops above run everything else. Same selections, so the
  * same values and winners. GCC vector extensions; the stride-2 loads take the even or odd lanes of 2L values. */
-typedef float f32x8 __attribute__((vector_size(32)));
 typedef int32_t i32x8 __attribute__((vector_size(32)));
 typedef uint8_t u8x8 __attribute__((vector_size(8)));
 typedef float f32x4 __attribute__((vector_size(16)));
