@@ -1507,8 +1507,8 @@ typedef uint8_t u8x4 __attribute__((vector_size(4)));
     }
 
 /* The gradient of a 2-wide, stride-2, non-overlapping pool (kh == sh): each input takes at most one output's dy,
- * so a row pair is written directly, dy where the offset won and 0 elsewhere, interleaved (after zeroing the
- * plane, for the rows and columns no window covers); 0 + value, as the standard code adds onto zeros. */
+ * so a row pair is written directly, dy where the offset won and 0 elsewhere, interleaved; 0 + value, as the
+ * standard code adds onto zeros. The plane is zeroed first only where windows leave rows or columns uncovered. */
 #define MAXPOOL_GRAD_FAST_RANGE(NAME, V, IV, UV, L, LOW, HIGH)                                                   \
     WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const WindowTask *t = p;                                                                                  \
@@ -1519,7 +1519,8 @@ typedef uint8_t u8x4 __attribute__((vector_size(4)));
             const float *g = (const float *)(dy.buf + n * dy.sn + c * dy.sc);                                     \
             float *dst = (float *)(dx.buf + n * dx.sn + c * dx.sc);                                               \
             const uint8_t *win = (const uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                               \
-            memset(dst, 0, height * width * sizeof(float));                                                       \
+            if (ho_n * kh != height || 2 * wo_n != width)    /* rows or columns no window covers */               \
+                memset(dst, 0, height * width * sizeof(float));                                                   \
             for (Py_ssize_t ho = 0; ho < ho_n; ho++)                                                              \
                 for (Py_ssize_t w0 = 0; w0 < wo_n; w0 += (L)) {                                                   \
                     Py_ssize_t wo = w0 + (L) <= wo_n ? w0 : wo_n - (L);                                           \

@@ -39,3 +39,16 @@ def test_quiet_rounds_are_those_whose_gemms_ran_near_their_fastest():
                                                                                0.61 / 0.45])
     assert t.ratio("portanet", "gemm") == statistics.median([0.60 / 0.45, 1.50 / 0.90, 0.62 / 0.46, 0.61 / 0.45,
                                                              2.0 / 0.80])
+
+
+def test_cnn_row_runs_and_starts_pytorch_from_portanets_weights():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--cnn", "--epochs", "2",
+                          "--cnn-images", "256"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = re.search(r"\(i\) CNN, batch 128, 256 images +portanet +(\d+\.\d+)s +pytorch +(\d+\.\d+)s +ratio (\d+\.\d+) +"
+                    r"gemm-bound +(\d+\.\d+)s +ratio (\d+\.\d+) +\| test acc portanet (\d+\.\d+)% pytorch (\d+\.\d+)%",
+                    out.stdout)
+    assert row, out.stdout
+    assert all(float(v) > 0 for v in row.groups()[:5])
+    # the same initial weights and batches: the two frameworks end within a point of each other
+    assert abs(float(row[6]) - float(row[7])) < 1.0

@@ -15,9 +15,10 @@ CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cou
          dict(cin=2, cout=2, k=(2, 3), s=(1, 2), p=(0, 2), shape=(1, 2, 6, 4))]
 POOLS = [dict(k=2, s=None, p=0), dict(k=3, s=1, p=1), dict(k=(3, 2), s=(2, 1), p=(1, 1)), dict(k=3, s=2, p=0),
          dict(k=(1, 4), s=(1, 3), p=(0, 2)), dict(k=2, s=1, p=0), dict(k=(2, 3), s=2, p=0)]
-# widths 8, 20 and 21: rows of 3 to 20 outputs, so the float32 vector loops (4 and 8 lanes, the last chunk moved
-# back to end at the row's end) and the general ones all run, and a stride-2 row whose last lanes would leave it
-WIDTHS = [8, 20, 21]
+# image sizes with rows of 3 to 20 outputs, so the float32 vector loops (4 and 8 lanes, the last chunk moved back to
+# end at the row's end) and the general ones all run, a stride-2 row whose last lanes would leave it, and 2x2
+# windows that tile the whole image (their gradient skips zeroing the plane)
+SIZES = [(7, 8), (7, 20), (8, 20), (7, 21)]
 
 
 def _run(layer, x, dy):
@@ -57,9 +58,9 @@ def test_conv_kernels_give_the_standard_codes_bits(spec, channel_major, dtype, s
     _same(_run(make(), x, dy), standard_code(lambda: _run(make(), x, dy)))
 
 
-def _pool_case(spec, dtype, channel_major, width, nan=False, ties=False):
+def _pool_case(spec, dtype, channel_major, size, nan=False, ties=False):
     rng = np.random.default_rng(1)
-    shape = (2, 3, 7, width)
+    shape = (2, 3, *size)
     x = rng.integers(0, 3, shape).astype(dtype) if ties else rng.standard_normal(shape).astype(dtype)
     if nan:
         x[0, 0, 1, 1:3] = x[1, 2, 6, 7] = np.nan
@@ -73,11 +74,11 @@ def _pool_case(spec, dtype, channel_major, width, nan=False, ties=False):
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", ["plain", "channel-major", "nan", "ties"])
-@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
 @pytest.mark.parametrize("spec", POOLS, ids=[f"k{c['k']}-s{c['s']}-p{c['p']}" for c in POOLS])
 @pytest.mark.usefixtures("shares")
-def test_maxpool_kernels_give_the_standard_codes_bits(spec, width, case, dtype, standard_code):
-    make, x, dy = _pool_case(spec, dtype, case == "channel-major", width, nan=case == "nan", ties=case == "ties")
+def test_maxpool_kernels_give_the_standard_codes_bits(spec, size, case, dtype, standard_code):
+    make, x, dy = _pool_case(spec, dtype, case == "channel-major", size, nan=case == "nan", ties=case == "ties")
     fused = _run(make(), x, dy)
     standard = standard_code(lambda: _run(make(), x, dy))
     _same(fused, standard)
