@@ -52,3 +52,4 @@ def test_cnn_row_runs_and_starts_pytorch_from_portanets_weights():
     assert all(float(v) > 0 for v in row.groups()[:5])
     # the same initial weights and batches: the two frameworks end within a point of each other
     assert abs(float(row[6]) - float(row[7])) < 1.0
+    assert re.search(r"\(i\) rounds outside slow spells +[12] of 2 rounds .*portanet/pytorch \d+\.\d+", out.stdout)
