@@ -3,8 +3,9 @@
  * Dense + ReLU: the mask, bias add and bias gradient folded into one pass; a Dense alone: its bias add and bias
  * gradient without NumPy's broadcasting set-up. uint8 batches: converted and scaled in one pass. Softmax
  * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
- * Image layers (layers/_windows.py, pooling.py): im2col and col2im one image plane at a time, where the standard
- * code makes one strided copy per kernel offset over the whole batch; max pooling with its winners in one pass.
+ * Image layers (layers/_windows.py, pooling.py, conv.py): im2col and col2im one image plane at a time, where the
+ * standard code makes one strided copy per kernel offset over the whole batch; max pooling with its winners in one
+ * pass; a conv's per-channel bias and bias gradient split over threads (NumPy runs them on one).
  *
  * All but the cross-entropy are written in the order, precision and rounding of portanet's Array API code
  * (portanet/optim/sgd.py, adam.py, layers/activations.py, dense.py): float32 arrays are computed in float32 with the
@@ -658,6 +659,97 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
 ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_range_f32, bias_relu_range_f64, 1, 0, 1)
 ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_range_f32, bias_add_range_f64, 1, 0, 1)
 ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_range_f32, col_sum_range_f64, 0, 1, 0)
+
+/* conv.py's bias for its (channels, positions) product, one value per row: y[r] += b[r] (NumPy's broadcast add,
+ * the same bits), and its gradient db[r] = sum of dY's row r as NumPy's sum(axis=1) computes it: 0 plus the pairwise
+ * sum of the row (numpy/_core/src/umath/loops_utils.h.src: runs under 8 from -0.0 one by one; up to 128 in eight
+ * interleaved partial sums, combined ((0+1)+(2+3))+((4+5)+(6+7)), then the rest one by one; longer rows split in
+ * two at a multiple of 8 below the middle), in the array's precision, so the bits are NumPy's. Both split by rows
+ * over the threads, where NumPy runs on one. */
+#define PAIRWISE_SUM(NAME, T)                                                                                    \
+    static T NAME(const T *restrict a, Py_ssize_t n) {                                                            \
+        if (n < 8) {                                                                                              \
+            T res = (T)-0.0;                                                                                      \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                    \
+                res = res + a[i];                                                                                 \
+            return res;                                                                                           \
+        }                                                                                                         \
+        if (n <= 128) {                                                                                           \
+            T r[8];                                                                                               \
+            for (int j = 0; j < 8; j++)                                                                           \
+                r[j] = a[j];                                                                                      \
+            Py_ssize_t i = 8;                                                                                     \
+            for (; i < n - (n % 8); i += 8)                                                                       \
+                for (int j = 0; j < 8; j++)                                                                       \
+                    r[j] = r[j] + a[i + j];                                                                       \
+            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                           \
+            for (; i < n; i++)                                                                                    \
+                res = res + a[i];                                                                                 \
+            return res;                                                                                           \
+        }                                                                                                         \
+        Py_ssize_t n2 = n / 2;                                                                                    \
+        n2 -= n2 % 8;                                                                                             \
+        return NAME(a, n2) + NAME(a + n2, n - n2);                                                                \
+    }
+
+PAIRWISE_SUM(pairwise_sum_f32, float)
+PAIRWISE_SUM(pairwise_sum_f64, double)
+
+#define ROW_SUM_RANGE(NAME, T, SUM)                                                                              \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const ArraysTask *t = p;                                                                                  \
+        for (Py_ssize_t r = lo; r < hi; r++)                                                                      \
+            ((T *)t->b)[r] = (T)0 + SUM((const T *)t->a + r * t->width, t->width);                                \
+    }
+
+#define ROW_BIAS_RANGE(NAME, T)                                                                                  \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const ArraysTask *t = p;                                                                                  \
+        const Py_ssize_t width = t->width;                                                                        \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            T *restrict y = (T *)t->a + r * width;                                                                \
+            const T b = ((const T *)t->b)[r];                                                                     \
+            for (Py_ssize_t i = 0; i < width; i++)                                                                \
+                y[i] = y[i] + b;                                                                                  \
+        }                                                                                                         \
+    }
+
+ROW_SUM_RANGE(row_sum_range_f32, float, pairwise_sum_f32)
+ROW_SUM_RANGE(row_sum_range_f64, double, pairwise_sum_f64)
+ROW_BIAS_RANGE(row_bias_range_f32, float)
+ROW_BIAS_RANGE(row_bias_range_f64, double)
+
+/* NAME(rows (r, width), vector (r,)): the rows' kernels, one vector value per row. */
+#define ROW_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE)                                      \
+    static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
+        PyObject *objs[2];                                                                                        \
+        if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1]))                                                    \
+            return NULL;                                                                                          \
+        Buffers b;                                                                                                \
+        static const int writable[2] = {ROWS_WRITABLE, VECTOR_WRITABLE};                                          \
+        if (!hold(&b, objs, writable, 2))                                                                         \
+            return NULL;                                                                                          \
+        int size = float_size(b.views[0].format);                                                                 \
+        if (!size || !b.views[1].format || strcmp(b.views[0].format, b.views[1].format) != 0                      \
+            || b.views[0].ndim != 2 || b.views[1].ndim != 1 || b.views[1].shape[0] != b.views[0].shape[0]) {      \
+            release(&b);                                                                                          \
+            PyErr_SetString(PyExc_ValueError, "row kernels take (rows, width) and (rows,) arrays of one float dtype"); \
+            return NULL;                                                                                          \
+        }                                                                                                         \
+        if (overlapping(b.views, writable, 2)) {                                                                  \
+            release(&b);                                                                                          \
+            return NULL;                                                                                          \
+        }                                                                                                         \
+        ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, b.views[0].shape[0], b.views[0].shape[1]};       \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        split(size == 4 ? R32 : R64, &task, task.n, task.width, 1);                                               \
+        Py_END_ALLOW_THREADS                                                                                      \
+        release(&b);                                                                                              \
+        Py_RETURN_NONE;                                                                                           \
+    }
+
+ROW_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0)
+ROW_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1)
 
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     PyObject *objs[3], *db;
@@ -1773,6 +1865,9 @@ static PyMethodDef methods[] = {
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
     {"bias_add", py_bias_add, METH_VARARGS, "bias_add(y, b): y += b in place (y (n, c), b (c,))"},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},
+    {"bias_add_rows", py_bias_add_rows, METH_VARARGS, "bias_add_rows(y, b): y += b[:, None] in place (y (c, n), b (c,))"},
+    {"bias_grad_rows", py_bias_grad_rows, METH_VARARGS,
+     "bias_grad_rows(dy, db): db = dy.sum(axis=1) with NumPy's pairwise order (dy (c, n), db (c,))"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
      "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
     {"scale_u8", py_scale_u8, METH_VARARGS, "scale_u8(x_uint8, scale, out): out = float(x) * scale, one pass"},

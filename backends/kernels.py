@@ -31,7 +31,8 @@ except ImportError as exc:                    # no C compiler at install time: t
 
 REFUSALS = (TypeError, ValueError, BufferError)
 NAMES = ("sgd", "adam", "softmax_ce", "relu", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
-         "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply", "im2col", "col2im", "maxpool", "maxpool_grad")
+         "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply", "im2col", "col2im", "maxpool", "maxpool_grad",
+         "bias_add_rows", "bias_grad_rows")
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
 
 

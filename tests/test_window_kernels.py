@@ -1,6 +1,6 @@
-"""The NumPy backend's kernels for image layers (im2col, col2im, maxpool, maxpool_grad, and relu / relu_grad on any
-dense layout, in backends/_kernels.c) against the Array API code they override: the same bits for Conv2d, MaxPool2d
-and ReLU, forward and backward, whole on one thread and split over OpenBLAS's threads; refused arrays fall back to
+"""The NumPy backend's kernels for image layers (im2col, col2im, maxpool, maxpool_grad, bias_add_rows /
+bias_grad_rows, and relu / relu_grad on any dense layout, in backends/_kernels.c) against the Array API code they
+override: the same bits for Conv2d, MaxPool2d and ReLU, forward and backward, whole on one thread and split over OpenBLAS's threads; refused arrays fall back to
 the standard code; gemm_tn's transposed operands."""
 import numpy as np
 import pytest
@@ -163,3 +163,24 @@ def test_relu_kernels_refuse_arrays_that_are_not_dense_or_differ_in_layout():
                 (x, x)]:                                                      # the output is the input
         with pytest.raises(kernels.REFUSALS):
             relu(*bad)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.usefixtures("shares")
+def test_row_bias_kernels_give_numpys_bits(dtype):
+    # rows across the pairwise sum's boundaries: under 8, up to 128, and split in halves at multiples of 8
+    rng = np.random.default_rng(6)
+    for width in [1, 7, 8, 9, 127, 128, 129, 1000, 8193, 25088]:
+        g = (rng.standard_normal((5, width)) * rng.uniform(0.1, 100)).astype(dtype)
+        g[0] = -0.0                                              # NumPy's sum of -0.0s is +0.0
+        db = np.empty(5, dtype)
+        kernels.get("bias_grad_rows")(g, db)
+        np.testing.assert_array_equal(db, g.sum(axis=1))
+        assert not np.signbit(db[0])
+        b = rng.standard_normal(5).astype(dtype)
+        y = g.copy()
+        kernels.get("bias_add_rows")(y, b)
+        np.testing.assert_array_equal(y, g + b[:, None])
+    with pytest.raises(kernels.REFUSALS):
+        kernels.get("bias_grad_rows")(np.ones((3, 4), dtype), np.empty(4, dtype))     # one value per row

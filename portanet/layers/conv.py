@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import init as initializers
+from ..backends.kernels import REFUSALS
 from ..module import Module, Parameter
 from . import _windows
 
@@ -59,7 +60,7 @@ class Conv2d(Module):
         cols = _windows.im2col(self._device, x, self.kernel_size, self.stride, self.padding, out)
         y = xp.reshape(w, (self.out_channels, cols.shape[0])) @ cols          # (out, N * H' * W')
         if self.bias is not None:
-            y += self.bias.data[:, None]
+            self._add_bias(y)
         n = x.shape[0]
         self._saved = (cols, tuple(x.shape), out)
         return xp.permute_dims(xp.reshape(y, (self.out_channels, n, *out)), (1, 0, 2, 3))
@@ -72,11 +73,36 @@ class Conv2d(Module):
         g = xp.reshape(_windows.planes(xp, dy), (self.out_channels, cols.shape[1]))   # dY: (out, N * H' * W')
         self.weight.accumulate_product(g.T, cols.T)
         if self.bias is not None:
-            self.bias.accumulate(xp.sum(g, axis=1))
+            self.bias.accumulate(self._bias_grad(g))
         if not input_grad:
             return None
         w = xp.reshape(self.weight.data, (self.out_channels, cols.shape[0]))
         return _windows.col2im(self._device, w.T @ g, shape, self.kernel_size, self.stride, self.padding, out)
+
+    def _add_bias(self, y):
+        """y += b, one bias value per row of the (out, positions) product, through the backend's ``bias_add_rows``
+        where it has one (the same bits, split over threads; backends/kernels.py)."""
+        kernel = self._device.kernel("bias_add_rows")
+        if kernel is not None:
+            try:
+                kernel(y, self.bias.data)
+                return
+            except REFUSALS:
+                pass
+        y += self.bias.data[:, None]
+
+    def _bias_grad(self, g):
+        """g.sum(axis=1) over dY (out, positions), through ``bias_grad_rows`` where the backend has it (NumPy's
+        pairwise sum, bit for bit, split over threads)."""
+        kernel = self._device.kernel("bias_grad_rows")
+        if kernel is not None:
+            db = self.xp.empty_like(self.bias.data)
+            try:
+                kernel(g, db)
+                return db
+            except REFUSALS:
+                pass
+        return self.xp.sum(g, axis=1)
 
     def extra_repr(self):
         parts = [f"{self.in_channels} -> {self.out_channels}", f"kernel_size={_windows.show(self.kernel_size)}"]
