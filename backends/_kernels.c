@@ -776,8 +776,8 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
 /* c = alpha * a.T @ b + beta * c through the OpenBLAS GEMM that NumPy's matmul calls for a.T @ b, with beta exposed:
  * a (k, m), b (k, n), each C-contiguous or the transpose of a C-contiguous array (Conv2d's dY.T and columns.T), and
  * c C-contiguous (m, ...) with n elements after its first axis (read row-major as (m, n): a Conv2d weight
- * (out, in, kh, kw) takes its (out, in * kh * kw) product). Row-major, each side transposed or not as its layout asks: the call NumPy
- * makes for the same a.T @ b (x.T @ dy for Dense; dY @ columns.T for Conv2d). */
+ * (out, in, kh, kw) takes its (out, in * kh * kw) product). Row-major, each side transposed or not as its layout
+ * asks: the call NumPy makes for the same a.T @ b (x.T @ dy for Dense; dY @ columns.T for Conv2d). */
 typedef void (*sgemm_i64)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
                           int64_t, float, float *, int64_t);
 typedef void (*sgemm_i32)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
@@ -1865,7 +1865,8 @@ static PyMethodDef methods[] = {
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
     {"bias_add", py_bias_add, METH_VARARGS, "bias_add(y, b): y += b in place (y (n, c), b (c,))"},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},
-    {"bias_add_rows", py_bias_add_rows, METH_VARARGS, "bias_add_rows(y, b): y += b[:, None] in place (y (c, n), b (c,))"},
+    {"bias_add_rows", py_bias_add_rows, METH_VARARGS,
+     "bias_add_rows(y, b): y += b[:, None] in place (y (c, n), b (c,))"},
     {"bias_grad_rows", py_bias_grad_rows, METH_VARARGS,
      "bias_grad_rows(dy, db): db = dy.sum(axis=1) with NumPy's pairwise order (dy (c, n), db (c,))"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,

@@ -134,7 +134,8 @@ def test_summary_indents_the_branches_with_their_output_shapes():
     lines = text.splitlines()
     expected = [("Conv2d(2 -> 4, kernel_size=3, padding=1)", "(None, 4, 6, 6)"), ("Residual", "(None, 4, 6, 6)"),
                 ("  Concat", "(None, 8, 6, 6)"), ("    Conv2d(4 -> 2, kernel_size=1)", "(None, 2, 6, 6)"),
-                ("    Sequential", "(None, 2, 6, 6)"), ("      Conv2d(4 -> 2, kernel_size=3, padding=1)", "(None, 2, 6, 6)"),
+                ("    Sequential", "(None, 2, 6, 6)"),
+                ("      Conv2d(4 -> 2, kernel_size=3, padding=1)", "(None, 2, 6, 6)"),
                 ("      Tanh()", "(None, 2, 6, 6)"), ("    Residual", "(None, 4, 6, 6)"),
                 ("  Conv2d(8 -> 4, kernel_size=1)", "(None, 4, 6, 6)"), ("MaxPool2d(kernel_size=2)", "(None, 4, 3, 3)"),
                 ("Flatten()", "(None, 36)"), ("Dense(36 -> 5)", "(None, 5)")]
@@ -148,7 +149,8 @@ def test_summary_indents_the_branches_with_their_output_shapes():
 
 
 def test_residual_refuses_a_branch_that_changes_the_shape():
-    with pytest.raises(pn.ShapeError, match=r"input of shape \(2, 4, 5, 5\) into \(2, 8, 5, 5\).*1x1 Conv2d projection \(Conv2d\(4, 8, 1\)\)"):
+    with pytest.raises(pn.ShapeError, match=r"input of shape \(2, 4, 5, 5\) into \(2, 8, 5, 5\).*1x1 Conv2d "
+                                             r"projection \(Conv2d\(4, 8, 1\)\)"):
         pn.Residual(pn.Conv2d(4, 8, 3, padding=1))(np.zeros((2, 4, 5, 5), np.float32))
 
 

@@ -55,8 +55,8 @@ def test_conv2d_matches_torch(spec, ctx):
 
 
 # finite differences cost two forward passes per input and weight element: one small image each
-CHECKED = [(1, 2, 5, 2, 1, True, (1, 1, 7, 6)), (2, 2, 3, 1, 1, False, (1, 2, 4, 4)), (2, 2, 1, 2, 2, True, (1, 2, 4, 5)),
-           (2, 2, (3, 2), (2, 1), (1, 0), True, (1, 2, 5, 4))]
+CHECKED = [(1, 2, 5, 2, 1, True, (1, 1, 7, 6)), (2, 2, 3, 1, 1, False, (1, 2, 4, 4)),
+           (2, 2, 1, 2, 2, True, (1, 2, 4, 5)), (2, 2, (3, 2), (2, 1), (1, 0), True, (1, 2, 5, 4))]
 
 
 @pytest.mark.parametrize("spec", CHECKED, ids=["k5-s2-p1", "k3-s1-p1-nobias", "k1-s2-p2", "k3x2-s2x1-p1x0"])

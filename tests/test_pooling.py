@@ -72,7 +72,8 @@ def test_max_pool_over_windows_of_more_than_256_values(ctx):
     (lambda d: pn.MaxPool2d(2, device=d), lambda t: F.max_pool2d(t, 2)),
     (lambda d: pn.MaxPool2d(3, 1, 1, device=d), lambda t: F.max_pool2d(t, 3, 1, 1)),
     (lambda d: pn.AvgPool2d((2, 3), (1, 2), (1, 1), device=d), lambda t: F.avg_pool2d(t, (2, 3), (1, 2), (1, 1))),
-    (lambda d: pn.GlobalAvgPool2d(device=d), lambda t: t.mean(dim=(2, 3)))], ids=["max", "max-overlap", "avg", "global"])
+    (lambda d: pn.GlobalAvgPool2d(device=d), lambda t: t.mean(dim=(2, 3)))],
+    ids=["max", "max-overlap", "avg", "global"])
 def test_pool_gradcheck(make, fn, ctx64):
     errors = pn.gradcheck(make(ctx64.device), ctx64.randn(2, 2, 5, 4, seed=6), tol=1e-6)
     assert list(errors) == ["input"] and errors["input"] < 1e-7

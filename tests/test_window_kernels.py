@@ -1,13 +1,13 @@
 """The NumPy backend's kernels for image layers (im2col, col2im, maxpool, maxpool_grad, bias_add_rows /
 bias_grad_rows, and relu / relu_grad on any dense layout, in backends/_kernels.c) against the Array API code they
-override: the same bits for Conv2d, MaxPool2d and ReLU, forward and backward, whole on one thread and split over OpenBLAS's threads; refused arrays fall back to
-the standard code; gemm_tn's transposed operands."""
+override: the same bits for Conv2d, MaxPool2d and ReLU, forward and backward, whole on one thread and split over
+OpenBLAS's threads; refused arrays fall back to the standard code; gemm_tn's transposed operands."""
 import numpy as np
 import pytest
 
 import portanet as pn
 from portanet.backends import kernels
-from test_kernels import needs_kernels, shares, standard_code  # noqa: F401  (fixtures)
+from test_kernels import needs_kernels, shares, standard_code  # noqa: F401,F811  (fixtures)
 
 CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cout=4, k=(3, 5), s=(2, 3), p=(2, 1),
                                                                         shape=(2, 3, 9, 11)),

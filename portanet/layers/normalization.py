@@ -116,7 +116,7 @@ class BatchNorm2d(_BatchNorm):
     def _check(self, x):
         if x.ndim != 4 or x.shape[1] != self.num_features:
             fix = (" (for (batch, features) use BatchNorm1d)" if x.ndim == 2 else
-                   f"; channels-last images? move the channels to axis 1 with x.transpose(0, 3, 1, 2)"
+                   "; channels-last images? move the channels to axis 1 with x.transpose(0, 3, 1, 2)"
                    if x.ndim == 4 and x.shape[3] == self.num_features else "")
             raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}; it expects "
                              f"(batch, {self.num_features}, height, width){fix}")
