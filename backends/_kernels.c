@@ -3,14 +3,18 @@
  * Dense + ReLU: the mask, bias add and bias gradient folded into one pass; a Dense alone: its bias add and bias
  * gradient without NumPy's broadcasting set-up. uint8 batches: converted and scaled in one pass. Softmax
  * cross-entropy: loss and gradient in one pass, where the standard code takes a dozen small array operations.
+ * Image layers (layers/_windows.py, pooling.py, conv.py): im2col and col2im one image plane at a time, where the
+ * standard code makes one strided copy per kernel offset over the whole batch; max pooling with its winners in one
+ * pass; a conv's per-channel bias and bias gradient split over threads (NumPy runs them on one).
  *
  * All but the cross-entropy are written in the order, precision and rounding of portanet's Array API code
  * (portanet/optim/sgd.py, adam.py, layers/activations.py, dense.py): float32 arrays are computed in float32 with the
  * Python scalars cast to float32 first, as NumPy does for a float32 array times a Python float, and the build turns
  * floating-point contraction off (no FMA), so the kernel and the standard code give the same bits.
  *
- * Buffers must be C-contiguous, of one float dtype, the right sizes, and must not overlap a buffer the kernel
- * writes; anything else raises TypeError or ValueError, and the caller runs the standard code instead.
+ * Buffers must be C-contiguous (elementwise ReLU: any dense layout they share; images: any batch and channel
+ * strides), of one float dtype, the right sizes, and must not overlap a buffer the kernel writes; anything else
+ * raises TypeError or ValueError, and the caller runs the standard code instead.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -89,6 +93,61 @@ static int acquire(Buffers *b, PyObject **objs, const int *writable, int n) {
             release(b);
             return 0;
         }
+    }
+    if (overlapping(b->views, writable, n)) {
+        release(b);
+        return 0;
+    }
+    return size;
+}
+
+/* Like acquire, for elementwise kernels: the arrays may be any dense layout (a permuted view of a C-contiguous
+ * array, as a Conv2d's output and what elementwise layers make of it) as long as all share it, shape and strides;
+ * element i of each is then the i-th item of its memory block [buf, buf + len), and the kernel runs over the
+ * blocks. Returns the item size, or 0 with an exception set. */
+static int acquire_dense(Buffers *b, PyObject **objs, const int *writable, int n) {
+    b->held = 0;
+    for (int i = 0; i < n; i++) {
+        int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable[i] ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &b->views[i], flags) != 0) {
+            release(b);
+            return 0;
+        }
+        b->held++;
+    }
+    const Py_buffer *v = b->views;
+    int size = float_size(v[0].format);
+    const char *problem = size ? NULL : "fused kernels take float32 or float64 arrays";
+    for (int i = 1; i < n && !problem; i++) {
+        if (!v[i].format || strcmp(v[i].format, v[0].format) != 0 || v[i].ndim != v[0].ndim)
+            problem = "fused kernels take arrays of one dtype and one layout";
+        for (int d = 0; d < v[0].ndim && !problem; d++)
+            if (v[i].shape[d] != v[0].shape[d] || (v[0].shape[d] > 1 && v[i].strides[d] != v[0].strides[d]))
+                problem = "fused kernels take arrays of one dtype and one layout";
+    }
+    /* dense: the axes by decreasing stride tile the block exactly (axes of length 1 do not count) */
+    Py_ssize_t expected = size, covered = 0;
+    for (int round = 0; round < v[0].ndim && !problem; round++) {
+        int next = -1;
+        for (int d = 0; d < v[0].ndim; d++)
+            if (v[0].shape[d] > 1 && v[0].strides[d] == expected)
+                next = d;
+        if (next < 0)
+            break;
+        expected *= v[0].shape[next];
+        covered++;
+    }
+    if (!problem) {
+        int needed = 0;
+        for (int d = 0; d < v[0].ndim; d++)
+            needed += v[0].shape[d] > 1;
+        if (v[0].len != 0 && (covered != needed || expected != v[0].len))
+            problem = "fused kernels take dense arrays (C-contiguous, or a permutation of such an array's axes)";
+    }
+    if (problem) {
+        PyErr_SetString(size ? PyExc_ValueError : PyExc_TypeError, problem);
+        release(b);
+        return 0;
     }
     if (overlapping(b->views, writable, n)) {
         release(b);
@@ -414,12 +473,44 @@ static PyObject *py_relu_grad(PyObject *self, PyObject *args) {
         return NULL;
     static const int writable[3] = {0, 0, 1};
     Buffers b;
-    int size = acquire(&b, objs, writable, 3);
+    int size = acquire_dense(&b, objs, writable, 3);
     if (!size)
         return NULL;
     ArraysTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[0].len / size, 1};
     Py_BEGIN_ALLOW_THREADS
     split(size == 4 ? relu_grad_range_f32 : relu_grad_range_f64, &task, task.n, 1, SHARE_ALIGN / size);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
+/* activations.py's ReLU forward, y = maximum(x, 0): NaN kept, -0 and negatives to +0, as NumPy's maximum gives. */
+#define RELU_KERNEL(NAME, T)                                                                                     \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const ArraysTask *t = p;                                                                                  \
+        const T *restrict x = (const T *)t->a;                                                                    \
+        T *restrict y = (T *)t->b;                                                                                \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                                                    \
+            T v = x[i];                                                                                           \
+            y[i] = (v > 0 || v != v) ? v : (T)0;                                                                  \
+        }                                                                                                         \
+    }
+
+RELU_KERNEL(relu_range_f32, float)
+RELU_KERNEL(relu_range_f64, double)
+
+static PyObject *py_relu(PyObject *self, PyObject *args) {
+    PyObject *objs[2];
+    if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1]))
+        return NULL;
+    static const int writable[2] = {0, 1};
+    Buffers b;
+    int size = acquire_dense(&b, objs, writable, 2);
+    if (!size)
+        return NULL;
+    ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, b.views[0].len / size, 1};
+    Py_BEGIN_ALLOW_THREADS
+    split(size == 4 ? relu_range_f32 : relu_range_f64, &task, task.n, 1, SHARE_ALIGN / size);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -569,6 +660,97 @@ ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_range_f32, bias_relu_range_f64, 1, 0
 ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_range_f32, bias_add_range_f64, 1, 0, 1)
 ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_range_f32, col_sum_range_f64, 0, 1, 0)
 
+/* conv.py's bias for its (channels, positions) product, one value per row: y[r] += b[r] (NumPy's broadcast add,
+ * the same bits), and its gradient db[r] = sum of dY's row r as NumPy's sum(axis=1) computes it: 0 plus the pairwise
+ * sum of the row (numpy/_core/src/umath/loops_utils.h.src: runs under 8 from -0.0 one by one; up to 128 in eight
+ * interleaved partial sums, combined ((0+1)+(2+3))+((4+5)+(6+7)), then the rest one by one; longer rows split in
+ * two at a multiple of 8 below the middle), in the array's precision, so the bits are NumPy's. Both split by rows
+ * over the threads, where NumPy runs on one. */
+#define PAIRWISE_SUM(NAME, T)                                                                                    \
+    static T NAME(const T *restrict a, Py_ssize_t n) {                                                            \
+        if (n < 8) {                                                                                              \
+            T res = (T)-0.0;                                                                                      \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                    \
+                res = res + a[i];                                                                                 \
+            return res;                                                                                           \
+        }                                                                                                         \
+        if (n <= 128) {                                                                                           \
+            T r[8];                                                                                               \
+            for (int j = 0; j < 8; j++)                                                                           \
+                r[j] = a[j];                                                                                      \
+            Py_ssize_t i = 8;                                                                                     \
+            for (; i < n - (n % 8); i += 8)                                                                       \
+                for (int j = 0; j < 8; j++)                                                                       \
+                    r[j] = r[j] + a[i + j];                                                                       \
+            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                           \
+            for (; i < n; i++)                                                                                    \
+                res = res + a[i];                                                                                 \
+            return res;                                                                                           \
+        }                                                                                                         \
+        Py_ssize_t n2 = n / 2;                                                                                    \
+        n2 -= n2 % 8;                                                                                             \
+        return NAME(a, n2) + NAME(a + n2, n - n2);                                                                \
+    }
+
+PAIRWISE_SUM(pairwise_sum_f32, float)
+PAIRWISE_SUM(pairwise_sum_f64, double)
+
+#define ROW_SUM_RANGE(NAME, T, SUM)                                                                              \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const ArraysTask *t = p;                                                                                  \
+        for (Py_ssize_t r = lo; r < hi; r++)                                                                      \
+            ((T *)t->b)[r] = (T)0 + SUM((const T *)t->a + r * t->width, t->width);                                \
+    }
+
+#define ROW_BIAS_RANGE(NAME, T)                                                                                  \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const ArraysTask *t = p;                                                                                  \
+        const Py_ssize_t width = t->width;                                                                        \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            T *restrict y = (T *)t->a + r * width;                                                                \
+            const T b = ((const T *)t->b)[r];                                                                     \
+            for (Py_ssize_t i = 0; i < width; i++)                                                                \
+                y[i] = y[i] + b;                                                                                  \
+        }                                                                                                         \
+    }
+
+ROW_SUM_RANGE(row_sum_range_f32, float, pairwise_sum_f32)
+ROW_SUM_RANGE(row_sum_range_f64, double, pairwise_sum_f64)
+ROW_BIAS_RANGE(row_bias_range_f32, float)
+ROW_BIAS_RANGE(row_bias_range_f64, double)
+
+/* NAME(rows (r, width), vector (r,)): the rows' kernels, one vector value per row. */
+#define ROW_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE)                                      \
+    static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
+        PyObject *objs[2];                                                                                        \
+        if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1]))                                                    \
+            return NULL;                                                                                          \
+        Buffers b;                                                                                                \
+        static const int writable[2] = {ROWS_WRITABLE, VECTOR_WRITABLE};                                          \
+        if (!hold(&b, objs, writable, 2))                                                                         \
+            return NULL;                                                                                          \
+        int size = float_size(b.views[0].format);                                                                 \
+        if (!size || !b.views[1].format || strcmp(b.views[0].format, b.views[1].format) != 0                      \
+            || b.views[0].ndim != 2 || b.views[1].ndim != 1 || b.views[1].shape[0] != b.views[0].shape[0]) {      \
+            release(&b);                                                                                          \
+            PyErr_SetString(PyExc_ValueError, "row kernels take (rows, width) and (rows,) arrays of one float dtype"); \
+            return NULL;                                                                                          \
+        }                                                                                                         \
+        if (overlapping(b.views, writable, 2)) {                                                                  \
+            release(&b);                                                                                          \
+            return NULL;                                                                                          \
+        }                                                                                                         \
+        ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, b.views[0].shape[0], b.views[0].shape[1]};       \
+        Py_BEGIN_ALLOW_THREADS                                                                                    \
+        split(size == 4 ? R32 : R64, &task, task.n, task.width, 1);                                               \
+        Py_END_ALLOW_THREADS                                                                                      \
+        release(&b);                                                                                              \
+        Py_RETURN_NONE;                                                                                           \
+    }
+
+ROW_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0)
+ROW_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1)
+
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     PyObject *objs[3], *db;
     if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
@@ -592,7 +774,10 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
 /* ---- weight gradients into the momentum buffer -------------------------------------------------------------- */
 
 /* c = alpha * a.T @ b + beta * c through the OpenBLAS GEMM that NumPy's matmul calls for a.T @ b, with beta exposed:
- * a (k, m), b (k, n), c (m, n), C-contiguous. Row-major, a transposed: the call NumPy makes for x.T @ dy. */
+ * a (k, m), b (k, n), each C-contiguous or the transpose of a C-contiguous array (Conv2d's dY.T and columns.T), and
+ * c C-contiguous (m, ...) with n elements after its first axis (read row-major as (m, n): a Conv2d weight
+ * (out, in, kh, kw) takes its (out, in * kh * kw) product). Row-major, each side transposed or not as its layout
+ * asks: the call NumPy makes for the same a.T @ b (x.T @ dy for Dense; dY @ columns.T for Conv2d). */
 typedef void (*sgemm_i64)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
                           int64_t, float, float *, int64_t);
 typedef void (*sgemm_i32)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
@@ -603,6 +788,20 @@ typedef void (*dgemm_i32)(int, int, int, int, int, int, double, const double *, 
                           double *, int);
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 
+/* A 2-D operand held C-contiguous (rows, cols) or as the transpose of a C-contiguous (cols, rows) array; 0 with an
+ * exception set. *flipped says which. */
+static int hold_operand(Py_buffer *v, PyObject *obj, int *flipped) {
+    if (PyObject_GetBuffer(obj, v, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return 0;
+    if (v->ndim != 2) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "gemm_tn takes 2-D a and b");
+        return 0;
+    }
+    *flipped = !PyBuffer_IsContiguous(v, 'C');
+    return 1;
+}
+
 static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     double alpha, beta;
@@ -612,42 +811,58 @@ static PyObject *py_gemm_tn(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "gemm_tn needs NumPy's OpenBLAS, which was not found");
         return NULL;
     }
-    static const int writable[3] = {0, 0, 1};
-    Buffers b;
-    if (!hold(&b, objs, writable, 3))
+    Buffers b = {.held = 0};
+    int flipped[2];
+    for (int i = 0; i < 2; i++) {
+        if (!hold_operand(&b.views[i], objs[i], &flipped[i])) {
+            release(&b);
+            return NULL;
+        }
+        b.held++;
+    }
+    if (PyObject_GetBuffer(objs[2], &b.views[2], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        release(&b);
         return NULL;
+    }
+    b.held++;
     const char *f = b.views[0].format;
     int size = float_size(f);
     int ok = size != 0;
-    for (int i = 0; i < 3 && ok; i++)
-        ok = b.views[i].ndim == 2 && b.views[i].format && strcmp(b.views[i].format, f) == 0;
+    for (int i = 1; i < 3 && ok; i++)
+        ok = b.views[i].format && strcmp(b.views[i].format, f) == 0;
     Py_ssize_t k = ok ? b.views[0].shape[0] : 0, m = ok ? b.views[0].shape[1] : 0;
     Py_ssize_t n = ok ? b.views[1].shape[1] : 0;
-    ok = ok && k > 0 && m > 0 && n > 0 && b.views[1].shape[0] == k && b.views[2].shape[0] == m
-         && b.views[2].shape[1] == n;
+    ok = ok && k > 0 && m > 0 && n > 0 && b.views[1].shape[0] == k && b.views[2].ndim >= 1
+         && b.views[2].shape[0] == m && b.views[2].len == m * n * size;
     ok = ok && (gemm_ilp64 || (k <= INT32_MAX && m <= INT32_MAX && n <= INT32_MAX));
     if (!ok) {
         release(&b);
-        PyErr_SetString(PyExc_ValueError, "gemm_tn takes float arrays a (k, m), b (k, n), c (m, n) of one dtype");
+        PyErr_SetString(PyExc_ValueError, "gemm_tn takes float arrays a (k, m), b (k, n) and c (m, ...) of m * n "
+                                          "elements, of one dtype");
         return NULL;
     }
+    static const int writable[3] = {0, 0, 1};
     if (overlapping(b.views, writable, 3)) {
         release(&b);
         return NULL;
     }
+    /* a.T is (m, k): stored (k, m) row-major it is read transposed, with leading dimension m; stored as the transpose
+     * of an (m, k) array it is read as is, leading dimension k. Likewise b (k, n). */
+    int ta = flipped[0] ? NO_TRANS : TRANS, tb = flipped[1] ? TRANS : NO_TRANS;
+    Py_ssize_t lda = flipped[0] ? k : m, ldb = flipped[1] ? k : n;
     const void *A = b.views[0].buf, *B = b.views[1].buf;
     void *C = b.views[2].buf;
     Py_BEGIN_ALLOW_THREADS
     if (size == 4 && gemm_ilp64)
-        ((sgemm_i64)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, (float)alpha, A, m, B, n, (float)beta, C, n);
+        ((sgemm_i64)gemm_s)(ROW_MAJOR, ta, tb, m, n, k, (float)alpha, A, lda, B, ldb, (float)beta, C, n);
     else if (size == 4)
-        ((sgemm_i32)gemm_s)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, (float)alpha, A, (int)m, B, (int)n,
+        ((sgemm_i32)gemm_s)(ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, (float)alpha, A, (int)lda, B, (int)ldb,
                             (float)beta, C, (int)n);
     else if (gemm_ilp64)
-        ((dgemm_i64)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, beta, C, n);
+        ((dgemm_i64)gemm_d)(ROW_MAJOR, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, n);
     else
-        ((dgemm_i32)gemm_d)(ROW_MAJOR, TRANS, NO_TRANS, (int)m, (int)n, (int)k, alpha, A, (int)m, B, (int)n, beta,
-                            C, (int)n);
+        ((dgemm_i32)gemm_d)(ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C,
+                            (int)n);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -984,6 +1199,645 @@ static PyObject *py_softmax_ce(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(total);
 }
 
+/* ---- sliding windows: im2col, col2im, max pooling -------------------------------------------------------------- */
+
+/* layers/_windows.py and pooling.py's loops over kernel offsets, one pass per image plane instead of one strided
+ * NumPy copy per offset over the whole batch. Images are 4-D (batch, channels, height, width) buffers of any batch
+ * and channel strides (a conv's output is a permuted view of (channels, batch, ...) memory) whose planes are
+ * C-contiguous rows; columns are C-contiguous (channels * kh * kw, batch * H' * W'). Every element is computed as
+ * the standard code computes it (copies; col2im and the max-pooling gradient add each kernel offset's share in
+ * offset order onto a zeroed plane; the max keeps the standard code's comparisons), so the bits are the same. */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t n, c, h, w;            /* shape */
+    Py_ssize_t sn, sc;                /* byte strides of the batch and channel axes */
+} Images;
+
+typedef struct {
+    Py_buffer views[4];
+    int held;
+} Strided;
+
+static void release_strided(Strided *s) {
+    for (int i = 0; i < s->held; i++)
+        PyBuffer_Release(&s->views[i]);
+    s->held = 0;
+}
+
+/* Hold obj as 4-D images of item format `format` ("f", "d" or "B") with C-contiguous planes; 0 with ValueError. */
+static int hold_images(Strided *s, PyObject *obj, int writable, const char *format, Images *out) {
+    Py_buffer *v = &s->views[s->held];
+    if (PyObject_GetBuffer(obj, v, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) != 0)
+        return 0;
+    s->held++;
+    int ok = v->ndim == 4 && v->format && strcmp(v->format, format) == 0 && v->strides[3] == v->itemsize
+             && (v->shape[2] <= 1 || v->strides[2] == v->shape[3] * v->itemsize) && v->strides[0] >= 0
+             && v->strides[1] >= 0;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "window kernels take 4-D images of one float dtype with C-contiguous planes");
+        return 0;
+    }
+    *out = (Images){v->buf, v->shape[0], v->shape[1], v->shape[2], v->shape[3], v->strides[0], v->strides[1]};
+    return 1;
+}
+
+/* Whether the bytes two held buffers span meet (strides are non-negative, so a view spans [buf, buf + extent)). */
+static int spans_meet(const Py_buffer *a, const Py_buffer *b) {
+    const char *lo[2] = {a->buf, b->buf}, *hi[2];
+    const Py_buffer *v[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t extent = v[k]->itemsize;
+        for (int d = 0; d < v[k]->ndim; d++)
+            extent += (v[k]->shape[d] - 1) * (v[k]->strides ? v[k]->strides[d] : 0);
+        for (int d = 0; d < v[k]->ndim; d++)
+            if (v[k]->shape[d] == 0)
+                extent = 0;
+        hi[k] = lo[k] + extent;
+    }
+    return lo[0] < hi[1] && lo[1] < hi[0];
+}
+
+static int disjoint(Strided *s) {
+    for (int i = 0; i < s->held; i++)
+        for (int j = i + 1; j < s->held; j++)
+            if (spans_meet(&s->views[i], &s->views[j])) {
+                PyErr_SetString(PyExc_ValueError, "window kernels take arrays that do not overlap");
+                return 0;
+            }
+    return 1;
+}
+
+typedef struct {
+    Images x, y;                      /* images read, images written (col2im, pooling) */
+    char *cols;                       /* columns, C-contiguous; the pooling winners (uint8 images) use idx */
+    Images idx;
+    Py_ssize_t kh, kw, sh, sw, ph, pw, ho, wo;
+} WindowTask;
+
+static Py_ssize_t out_len(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p) {
+    return n + 2 * p < k ? 0 : (n + 2 * p - k) / s + 1;
+}
+
+/* Outputs wo in [lo, hi) read a column w = wo * sw + j - pw inside [0, width); the rest read padding. */
+static void valid_outputs(Py_ssize_t j, Py_ssize_t sw, Py_ssize_t pw, Py_ssize_t width, Py_ssize_t wo_n,
+                          Py_ssize_t *lo, Py_ssize_t *hi) {
+    Py_ssize_t first = pw - j <= 0 ? 0 : (pw - j + sw - 1) / sw;
+    Py_ssize_t last = width + pw - j <= 0 ? 0 : (width + pw - j - 1) / sw + 1;   /* one past */
+    if (last > wo_n)
+        last = wo_n;
+    if (first > last)
+        first = last;
+    *lo = first;
+    *hi = last;
+}
+
+/* Image rows are short (28, 14, 7 values), so a memcpy or memset call per row, or a loop the vectorizer needs 16
+ * iterations for, costs more than the data: runs are moved in fixed 32-, 16- and 8-byte pieces, which the compiler
+ * keeps in registers, the last piece moved back to end at the run's end (it rewrites a few values, with the same
+ * values). Sums cannot overlap that way: they take 32-byte pieces, then one value at a time. */
+static inline void copy_run(char *restrict dst, const char *restrict src, Py_ssize_t bytes) {
+    if (bytes >= 32) {
+        Py_ssize_t k = 0;
+        for (; k + 32 <= bytes; k += 32)
+            memcpy(dst + k, src + k, 32);
+        if (k < bytes)
+            memcpy(dst + bytes - 32, src + bytes - 32, 32);
+    } else if (bytes >= 16) {
+        memcpy(dst, src, 16);
+        memcpy(dst + bytes - 16, src + bytes - 16, 16);
+    } else if (bytes >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + bytes - 8, src + bytes - 8, 8);
+    } else if (bytes == 4) {
+        memcpy(dst, src, 4);
+    }
+}
+
+static inline void zero_run(char *dst, Py_ssize_t bytes) {
+    if (bytes >= 32) {
+        Py_ssize_t k = 0;
+        for (; k + 32 <= bytes; k += 32)
+            memset(dst + k, 0, 32);
+        if (k < bytes)
+            memset(dst + bytes - 32, 0, 32);
+    } else if (bytes >= 16) {
+        memset(dst, 0, 16);
+        memset(dst + bytes - 16, 0, 16);
+    } else if (bytes >= 8) {
+        memset(dst, 0, 8);
+        memset(dst + bytes - 8, 0, 8);
+    } else if (bytes == 4) {
+        memset(dst, 0, 4);
+    }
+}
+
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+#define ADD_RUN(NAME, T, V)                                                                                      \
+    static inline void NAME(T *restrict dst, const T *restrict src, Py_ssize_t n) {                               \
+        const Py_ssize_t lanes = sizeof(V) / sizeof(T);                                                          \
+        Py_ssize_t k = 0;                                                                                         \
+        for (; k + lanes <= n; k += lanes) {                                                                      \
+            V a, b;                                                                                               \
+            memcpy(&a, dst + k, sizeof(V));                                                                       \
+            memcpy(&b, src + k, sizeof(V));                                                                       \
+            a = a + b;                                                                                            \
+            memcpy(dst + k, &a, sizeof(V));                                                                       \
+        }                                                                                                         \
+        for (; k < n; k++)                                                                                        \
+            dst[k] = dst[k] + src[k];                                                                             \
+    }
+
+ADD_RUN(add_run_f32, float, f32x8)
+ADD_RUN(add_run_f64, double, f64x4)
+
+/* Rows lo..hi of the columns: row (c, i, j) holds x[n, c, ho * sh + i - ph, wo * sw + j - pw] (0 outside). */
+#define IM2COL_RANGE(NAME, T)                                                                                    \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images x = t->x;                                                                                    \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, area = kh * kw, plane = ho_n * wo_n;                         \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            Py_ssize_t c = r / area, i = r % area / kw, j = r % kw, wlo, whi;                                     \
+            valid_outputs(j, sw, pw, x.w, wo_n, &wlo, &whi);                                                      \
+            T *out = (T *)t->cols + r * x.n * plane;                                                              \
+            for (Py_ssize_t n = 0; n < x.n; n++) {                                                                \
+                const T *src = (const T *)(x.buf + n * x.sn + c * x.sc);                                          \
+                for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                        \
+                    T *o = out + (n * ho_n + ho) * wo_n;                                                          \
+                    Py_ssize_t h = ho * sh + i - ph;                                                              \
+                    if (h < 0 || h >= x.h) {                                                                      \
+                        zero_run((char *)o, wo_n * (Py_ssize_t)sizeof(T));                                        \
+                        continue;                                                                                 \
+                    }                                                                                             \
+                    const T *row = src + h * x.w + j - pw;                                                        \
+                    zero_run((char *)o, wlo * (Py_ssize_t)sizeof(T));                                             \
+                    if (sw == 1)                                                                                  \
+                        copy_run((char *)(o + wlo), (const char *)(row + wlo), (whi - wlo) * (Py_ssize_t)sizeof(T)); \
+                    else                                                                                          \
+                        for (Py_ssize_t wo = wlo; wo < whi; wo++)                                                 \
+                            o[wo] = row[wo * sw];                                                                 \
+                    zero_run((char *)(o + whi), (wo_n - whi) * (Py_ssize_t)sizeof(T));                           \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+IM2COL_RANGE(im2col_range_f32, float)
+IM2COL_RANGE(im2col_range_f64, double)
+
+/* Planes lo..hi (plane q = c * batch + n) of y: zeroed, then every kernel offset (i, j) in order adds its column
+ * row's values where im2col read them. */
+#define COL2IM_RANGE(NAME, T, SUFFIX)                                                                            \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images y = t->y;                                                                                    \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, area = kh * kw, plane = ho_n * wo_n;                         \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / y.n, n = q % y.n;                                                                  \
+            T *dst = (T *)(y.buf + n * y.sn + c * y.sc);                                                          \
+            memset(dst, 0, y.h * y.w * sizeof(T));                                                                \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++) {                                                             \
+                    Py_ssize_t wlo, whi;                                                                          \
+                    valid_outputs(j, sw, pw, y.w, wo_n, &wlo, &whi);                                              \
+                    const T *in = (const T *)t->cols + ((c * area + i * kw + j) * y.n + n) * plane;               \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= y.h)                                                                    \
+                            continue;                                                                             \
+                        T *row = dst + h * y.w + j - pw;                                                          \
+                        const T *v = in + ho * wo_n;                                                              \
+                        if (sw == 1)                                                                              \
+                            add_run_##SUFFIX(row + wlo, v + wlo, whi - wlo);                                      \
+                        else                                                                                      \
+                            for (Py_ssize_t wo = wlo; wo < whi; wo++)                                             \
+                                row[wo * sw] = row[wo * sw] + v[wo];                                              \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+COL2IM_RANGE(col2im_range_f32, float, f32)
+COL2IM_RANGE(col2im_range_f64, double, f64)
+
+/* One output row of the max pool for kernel offset k > 0: the outputs wo in [lo, hi) see row[wo * S], and k takes
+ * over where that value is larger or NaN, as pooling.py's (v > best) | isnan(v). S is 1, 2 or the stride: the
+ * compiler vectorizes each with its stride known. */
+#define MAXPOOL_ROW(NAME, T, S)                                                                                  \
+    static inline void NAME(const T *restrict row, T *restrict best, uint8_t *restrict at, Py_ssize_t lo,        \
+                            Py_ssize_t hi, Py_ssize_t s, uint8_t k) {                                             \
+        (void)s;                                                                                                  \
+        for (Py_ssize_t wo = lo; wo < hi; wo++) {                                                                 \
+            T v = row[wo * (S)], b = best[wo];                                                                    \
+            int take = (v > b) | (v != v);                                                                        \
+            best[wo] = take ? v : b;                                                                              \
+            at[wo] = take ? k : at[wo];                                                                           \
+        }                                                                                                         \
+    }
+
+/* One row of the max pool's input gradient for kernel offset k: each output's dy where k won, 0 elsewhere (as
+ * pooling.py's where(winner == k, dy, 0)), added onto row[wo * S]. */
+#define MAXPOOL_GRAD_ROW(NAME, T, S)                                                                             \
+    static inline void NAME(T *restrict row, const T *restrict g, const uint8_t *restrict at, Py_ssize_t lo,     \
+                            Py_ssize_t hi, Py_ssize_t s, uint8_t k) {                                             \
+        (void)s;                                                                                                  \
+        for (Py_ssize_t wo = lo; wo < hi; wo++) {                                                                 \
+            T add = at[wo] == k ? g[wo] : (T)0;                                                                   \
+            row[wo * (S)] = row[wo * (S)] + add;                                                                  \
+        }                                                                                                         \
+    }
+
+MAXPOOL_ROW(maxpool_row1_f32, float, 1)
+MAXPOOL_ROW(maxpool_row2_f32, float, 2)
+MAXPOOL_ROW(maxpool_rows_f32, float, s)
+MAXPOOL_ROW(maxpool_row1_f64, double, 1)
+MAXPOOL_ROW(maxpool_row2_f64, double, 2)
+MAXPOOL_ROW(maxpool_rows_f64, double, s)
+MAXPOOL_GRAD_ROW(maxpool_grad_row1_f32, float, 1)
+MAXPOOL_GRAD_ROW(maxpool_grad_row2_f32, float, 2)
+MAXPOOL_GRAD_ROW(maxpool_grad_rows_f32, float, s)
+MAXPOOL_GRAD_ROW(maxpool_grad_row1_f64, double, 1)
+MAXPOOL_GRAD_ROW(maxpool_grad_row2_f64, double, 2)
+MAXPOOL_GRAD_ROW(maxpool_grad_rows_f64, double, s)
+
+/* Planes lo..hi of the max pool (plane q = c * batch + n), offset by offset over the plane, which stays in L1: y
+ * and idx start from kernel offset 0's values (-inf in the padding) and 0, then each later offset takes over where
+ * it wins. Every output meets the offsets in the standard code's order, so the values and winners are its own. */
+#define MAXPOOL_RANGE(NAME, T, SUFFIX)                                                                           \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images x = t->x, y = t->y, ix = t->idx;                                                             \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, height = x.h, width = x.w;                                   \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / x.n, n = q % x.n;                                                                  \
+            const T *src = (const T *)(x.buf + n * x.sn + c * x.sc);                                              \
+            T *dst = (T *)(y.buf + n * y.sn + c * y.sc);                                                          \
+            uint8_t *win = (uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                                           \
+            memset(win, 0, ho_n * wo_n);                                                                          \
+            Py_ssize_t wlo, whi;                                                                                  \
+            valid_outputs(0, sw, pw, width, wo_n, &wlo, &whi);                                                    \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                            \
+                Py_ssize_t h = ho * sh - ph;                                                                      \
+                T *best = dst + ho * wo_n;                                                                        \
+                for (Py_ssize_t wo = 0; wo < wo_n; wo++)                                                          \
+                    best[wo] = (T)-INFINITY;                                                                      \
+                if (h < 0 || h >= height)                                                                         \
+                    continue;                                                                                     \
+                const T *row = src + h * width - pw;                                                              \
+                for (Py_ssize_t wo = wlo; wo < whi; wo++)                                                         \
+                    best[wo] = row[wo * sw];                                                                      \
+            }                                                                                                     \
+            uint8_t k = 0;                                                                                        \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++) {                                                             \
+                    if (k++ == 0)                                                                                 \
+                        continue;                                                                                 \
+                    valid_outputs(j, sw, pw, width, wo_n, &wlo, &whi);                                            \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= height)                                                                 \
+                            continue;           /* -inf: never larger, nor NaN */                                 \
+                        const T *row = src + h * width + j - pw;                                                  \
+                        uint8_t kk = (uint8_t)(k - 1);                                                            \
+                        if (sw == 1)                                                                              \
+                            maxpool_row1_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
+                        else if (sw == 2)                                                                         \
+                            maxpool_row2_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
+                        else                                                                                      \
+                            maxpool_rows_##SUFFIX(row, dst + ho * wo_n, win + ho * wo_n, wlo, whi, sw, kk);       \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_RANGE(maxpool_range_f32, float, f32)
+MAXPOOL_RANGE(maxpool_range_f64, double, f64)
+
+/* Planes lo..hi of the max pool's input gradient: zeroed, then per kernel offset k in order, each output's dy
+ * added where k won (0 elsewhere), as pooling.py adds them. */
+#define MAXPOOL_GRAD_RANGE(NAME, T, SUFFIX)                                                                      \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images dy = t->x, dx = t->y, ix = t->idx;                                                           \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ph = t->ph, pw = t->pw;                  \
+        const Py_ssize_t ho_n = t->ho, wo_n = t->wo, height = dx.h, width = dx.w;                                 \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / dx.n, n = q % dx.n;                                                                \
+            const T *g = (const T *)(dy.buf + n * dy.sn + c * dy.sc);                                             \
+            T *dst = (T *)(dx.buf + n * dx.sn + c * dx.sc);                                                       \
+            const uint8_t *win = (const uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                               \
+            memset(dst, 0, height * width * sizeof(T));                                                           \
+            uint8_t k = 0;                                                                                        \
+            for (Py_ssize_t i = 0; i < kh; i++)                                                                   \
+                for (Py_ssize_t j = 0; j < kw; j++, k++) {                                                        \
+                    Py_ssize_t wlo, whi;                                                                          \
+                    valid_outputs(j, sw, pw, width, wo_n, &wlo, &whi);                                            \
+                    for (Py_ssize_t ho = 0; ho < ho_n; ho++) {                                                    \
+                        Py_ssize_t h = ho * sh + i - ph;                                                          \
+                        if (h < 0 || h >= height)                                                                 \
+                            continue;                                                                             \
+                        T *row = dst + h * width + j - pw;                                                        \
+                        if (sw == 1)                                                                              \
+                            maxpool_grad_row1_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
+                        else if (sw == 2)                                                                         \
+                            maxpool_grad_row2_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
+                        else                                                                                      \
+                            maxpool_grad_rows_##SUFFIX(row, g + ho * wo_n, win + ho * wo_n, wlo, whi, sw, k);     \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f32, float, f32)
+MAXPOOL_GRAD_RANGE(maxpool_grad_range_f64, double, f64)
+
+/* float32 max pooling without padding, stride 1 or 2, rows of at least 4 outputs (2x2 / stride 2 after a conv, the
+ * common case): a row's outputs in vectors of L lanes, a chunk's whole window in registers, the last chunk moved
+ * back to end at the row's end (overlapping the one before it: the same values are written twice), so that rows
+ * of 7 or 14 outputs run as whole vectors. The general loops above run everything else. Same selections, so the
+ * same values and winners. GCC vector extensions; the stride-2 loads take the even or odd lanes of 2L values. */
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef uint8_t u8x8 __attribute__((vector_size(8)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+typedef uint8_t u8x4 __attribute__((vector_size(4)));
+
+/* v = row[0], row[S], ..., row[(L - 1) S]: S = 1 reads L values, S = 2 the even (PARITY 0) or odd lanes of 2L */
+#define POOL_LOAD(V, L, EVEN, ODD, v, row, S, PARITY)                                                            \
+    do {                                                                                                          \
+        if ((S) == 1) {                                                                                           \
+            memcpy(&(v), (row), sizeof(V));                                                                       \
+        } else {                                                                                                  \
+            V lo_, hi_;                                                                                           \
+            memcpy(&lo_, (row), sizeof(V));                                                                       \
+            memcpy(&hi_, (row) + (L), sizeof(V));                                                                 \
+            (v) = (PARITY) ? __builtin_shuffle(lo_, hi_, ODD) : __builtin_shuffle(lo_, hi_, EVEN);                \
+        }                                                                                                         \
+    } while (0)
+
+#define MAXPOOL_FAST_RANGE(NAME, V, IV, UV, L, EVEN, ODD)                                                        \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images x = t->x, y = t->y, ix = t->idx;                                                             \
+        const Py_ssize_t kh = t->kh, kw = t->kw, sh = t->sh, sw = t->sw, ho_n = t->ho, wo_n = t->wo, width = x.w; \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / x.n, n = q % x.n;                                                                  \
+            const float *src = (const float *)(x.buf + n * x.sn + c * x.sc);                                      \
+            float *dst = (float *)(y.buf + n * y.sn + c * y.sc);                                                  \
+            uint8_t *win = (uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                                           \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++)                                                              \
+                for (Py_ssize_t w0 = 0; w0 < wo_n; w0 += (L)) {                                                   \
+                    Py_ssize_t wo = w0 + (L) <= wo_n ? w0 : wo_n - (L);                                           \
+                    V best = {0}, v;                                                                              \
+                    IV at = {0};                                                                                  \
+                    int32_t k = 0;                                                                                \
+                    for (Py_ssize_t i = 0; i < kh; i++) {                                                         \
+                        const float *row = src + (ho * sh + i) * width + wo * sw;                                 \
+                        for (Py_ssize_t j = 0; j < kw; j++, k++) {                                                \
+                            POOL_LOAD(V, L, EVEN, ODD, v, row + (sw == 1 ? j : j & ~(Py_ssize_t)1), sw, j & 1);   \
+                            if (k == 0) {                                                                         \
+                                best = v;                                                                         \
+                                continue;                                                                         \
+                            }                                                                                     \
+                            IV take = (v > best) | (v != v);                                                      \
+                            best = (V)(((IV)v & take) | ((IV)best & ~take));                                      \
+                            at = (take & k) | (at & ~take);                                                       \
+                        }                                                                                         \
+                    }                                                                                             \
+                    memcpy(dst + ho * wo_n + wo, &best, sizeof(V));                                               \
+                    UV small = __builtin_convertvector(at, UV);                                                   \
+                    memcpy(win + ho * wo_n + wo, &small, sizeof(UV));                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+/* The gradient of a 2-wide, stride-2, non-overlapping pool (kh == sh): each input takes at most one output's dy,
+ * so a row pair is written directly, dy where the offset won and 0 elsewhere, interleaved; 0 + value, as the
+ * standard code adds onto zeros. The plane is zeroed first only where windows leave rows or columns uncovered. */
+#define MAXPOOL_GRAD_FAST_RANGE(NAME, V, IV, UV, L, LOW, HIGH)                                                   \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const WindowTask *t = p;                                                                                  \
+        const Images dy = t->x, dx = t->y, ix = t->idx;                                                           \
+        const Py_ssize_t kh = t->kh, ho_n = t->ho, wo_n = t->wo, width = dx.w, height = dx.h;                     \
+        for (Py_ssize_t q = lo; q < hi; q++) {                                                                    \
+            Py_ssize_t c = q / dx.n, n = q % dx.n;                                                                \
+            const float *g = (const float *)(dy.buf + n * dy.sn + c * dy.sc);                                     \
+            float *dst = (float *)(dx.buf + n * dx.sn + c * dx.sc);                                               \
+            const uint8_t *win = (const uint8_t *)(ix.buf + n * ix.sn + c * ix.sc);                               \
+            if (ho_n * kh != height || 2 * wo_n != width)    /* rows or columns no window covers */               \
+                memset(dst, 0, height * width * sizeof(float));                                                   \
+            for (Py_ssize_t ho = 0; ho < ho_n; ho++)                                                              \
+                for (Py_ssize_t w0 = 0; w0 < wo_n; w0 += (L)) {                                                   \
+                    Py_ssize_t wo = w0 + (L) <= wo_n ? w0 : wo_n - (L);                                           \
+                    V gv, zero = {0};                                                                             \
+                    UV small;                                                                                     \
+                    memcpy(&gv, g + ho * wo_n + wo, sizeof(V));                                                   \
+                    memcpy(&small, win + ho * wo_n + wo, sizeof(UV));                                             \
+                    IV at = __builtin_convertvector(small, IV);                                                   \
+                    for (Py_ssize_t i = 0; i < kh; i++) {                                                         \
+                        V even = zero + (V)((IV)gv & (at == (int32_t)(2 * i))),                                   \
+                          odd = zero + (V)((IV)gv & (at == (int32_t)(2 * i + 1)));                                \
+                        V first = __builtin_shuffle(even, odd, LOW), second = __builtin_shuffle(even, odd, HIGH); \
+                        float *row = dst + (ho * kh + i) * width + 2 * wo;                                        \
+                        memcpy(row, &first, sizeof(V));                                                           \
+                        memcpy(row + (L), &second, sizeof(V));                                                    \
+                    }                                                                                             \
+                }                                                                                                 \
+        }                                                                                                         \
+    }
+
+MAXPOOL_FAST_RANGE(maxpool_fast8_range, f32x8, i32x8, u8x8, 8, ((i32x8){0, 2, 4, 6, 8, 10, 12, 14}),
+                   ((i32x8){1, 3, 5, 7, 9, 11, 13, 15}))
+MAXPOOL_FAST_RANGE(maxpool_fast4_range, f32x4, i32x4, u8x4, 4, ((i32x4){0, 2, 4, 6}), ((i32x4){1, 3, 5, 7}))
+MAXPOOL_GRAD_FAST_RANGE(maxpool_grad_fast8_range, f32x8, i32x8, u8x8, 8, ((i32x8){0, 8, 1, 9, 2, 10, 3, 11}),
+                        ((i32x8){4, 12, 5, 13, 6, 14, 7, 15}))
+MAXPOOL_GRAD_FAST_RANGE(maxpool_grad_fast4_range, f32x4, i32x4, u8x4, 4, ((i32x4){0, 4, 1, 5}), ((i32x4){2, 6, 3, 7}))
+
+/* The vector width for a float32 pool these loops take (8 or 4), or 0 for the general loops. */
+static int maxpool_fast_lanes(const WindowTask *t, int size, int backward) {
+    Py_ssize_t width = backward ? t->y.w : t->x.w;      /* the input's */
+    if (size != 4 || t->ph || t->pw || (t->sw != 1 && t->sw != 2) || t->wo < 4)
+        return 0;
+    if (t->sw == 2 && 2 * t->wo + ((t->kw - 1) & ~(Py_ssize_t)1) > width)    /* the last lanes would leave the row */
+        return 0;
+    if (backward && (t->sw != 2 || t->kw != 2 || t->sh != t->kh))
+        return 0;
+    return t->wo >= 8 ? 8 : 4;
+}
+
+/* (kh, kw, sh, sw, ph, pw): sizes >= 1, padding >= 0; 0 with ValueError otherwise. */
+static int window_args(PyObject *args, int first, WindowTask *t) {
+    Py_ssize_t v[6];
+    for (int k = 0; k < 6; k++) {
+        v[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, first + k));
+        if (v[k] == -1 && PyErr_Occurred())
+            return 0;
+    }
+    if (v[0] < 1 || v[1] < 1 || v[2] < 1 || v[3] < 1 || v[4] < 0 || v[5] < 0) {
+        PyErr_SetString(PyExc_ValueError, "window kernels take kernel and stride >= 1 and padding >= 0");
+        return 0;
+    }
+    t->kh = v[0], t->kw = v[1], t->sh = v[2], t->sw = v[3], t->ph = v[4], t->pw = v[5];
+    return 1;
+}
+
+static const char *float_format(PyObject *obj) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_STRIDES | PyBUF_FORMAT) != 0)
+        return NULL;
+    const char *f = float_size(v.format) == 4 ? "f" : float_size(v.format) == 8 ? "d" : NULL;
+    PyBuffer_Release(&v);
+    if (!f)
+        PyErr_SetString(PyExc_TypeError, "window kernels take float32 or float64 arrays");
+    return f;
+}
+
+/* im2col(x, cols, kh, kw, sh, sw, ph, pw): x images (n, c, h, w), cols (c * kh * kw, n * h' * w') */
+static PyObject *py_im2col(PyObject *self, PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != 8) {
+        PyErr_SetString(PyExc_TypeError, "im2col(x, cols, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 2, &t))
+        return NULL;
+    const char *f = float_format(PyTuple_GET_ITEM(args, 0));
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    if (!hold_images(&s, PyTuple_GET_ITEM(args, 0), 0, f, &t.x)) {
+        release_strided(&s);
+        return NULL;
+    }
+    Py_buffer *cv = &s.views[1];
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 1), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
+        release_strided(&s);
+        return NULL;
+    }
+    s.held++;
+    t.ho = out_len(t.x.h, t.kh, t.sh, t.ph);
+    t.wo = out_len(t.x.w, t.kw, t.sw, t.pw);
+    Py_ssize_t rows = t.x.c * t.kh * t.kw, width = t.x.n * t.ho * t.wo;
+    if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != rows || cv->shape[1] != width
+        || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "im2col's columns must be (c * kh * kw, n * h' * w') of x's dtype");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.cols = cv->buf;
+    Py_BEGIN_ALLOW_THREADS
+    split(f[0] == 'f' ? im2col_range_f32 : im2col_range_f64, &t, rows, width, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+/* col2im(cols, dx, kh, kw, sh, sw, ph, pw): dx images (n, c, h, w) = the columns summed back where im2col read them */
+static PyObject *py_col2im(PyObject *self, PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != 8) {
+        PyErr_SetString(PyExc_TypeError, "col2im(cols, dx, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 2, &t))
+        return NULL;
+    const char *f = float_format(PyTuple_GET_ITEM(args, 1));
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    Py_buffer *cv = &s.views[0];
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 0), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+        return NULL;
+    s.held++;
+    if (!hold_images(&s, PyTuple_GET_ITEM(args, 1), 1, f, &t.y)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.ho = out_len(t.y.h, t.kh, t.sh, t.ph);
+    t.wo = out_len(t.y.w, t.kw, t.sw, t.pw);
+    if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != t.y.c * t.kh * t.kw
+        || cv->shape[1] != t.y.n * t.ho * t.wo || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "col2im's columns must be (c * kh * kw, n * h' * w') of dx's dtype");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.cols = cv->buf;
+    Py_BEGIN_ALLOW_THREADS
+    split(f[0] == 'f' ? col2im_range_f32 : col2im_range_f64, &t, t.y.n * t.y.c, t.y.h * t.y.w, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+/* maxpool(x, y, idx, kh, kw, sh, sw, ph, pw) and maxpool_grad(dy, idx, dx, kh, ...): images; idx uint8 images of
+ * y's shape, the winning kernel offset of each output (windows of at most 256 values). */
+static PyObject *maxpool_call(PyObject *args, int backward) {
+    if (PyTuple_GET_SIZE(args) != 9) {
+        PyErr_SetString(PyExc_TypeError, backward ? "maxpool_grad(dy, idx, dx, kh, kw, sh, sw, ph, pw)"
+                                                  : "maxpool(x, y, idx, kh, kw, sh, sw, ph, pw)");
+        return NULL;
+    }
+    WindowTask t;
+    if (!window_args(args, 3, &t))
+        return NULL;
+    if (t.kh * t.kw > 256 || t.ph > t.kh / 2 || t.pw > t.kw / 2) {
+        PyErr_SetString(PyExc_ValueError, "maxpool kernels take windows of at most 256 values, padding <= kernel / 2");
+        return NULL;
+    }
+    PyObject *big = PyTuple_GET_ITEM(args, backward ? 2 : 0), *small = PyTuple_GET_ITEM(args, backward ? 0 : 1);
+    const char *f = float_format(big);
+    if (!f)
+        return NULL;
+    Strided s = {.held = 0};
+    Images *in = backward ? &t.y : &t.x, *out = backward ? &t.x : &t.y;
+    int ok = hold_images(&s, big, backward, f, in) && hold_images(&s, small, !backward, f, out)
+             && hold_images(&s, PyTuple_GET_ITEM(args, backward ? 1 : 2), !backward, "B", &t.idx);
+    if (!ok) {
+        release_strided(&s);
+        return NULL;
+    }
+    t.ho = out_len(in->h, t.kh, t.sh, t.ph);
+    t.wo = out_len(in->w, t.kw, t.sw, t.pw);
+    if (out->n != in->n || out->c != in->c || out->h != t.ho || out->w != t.wo || t.idx.n != in->n
+        || t.idx.c != in->c || t.idx.h != t.ho || t.idx.w != t.wo || t.ho == 0 || t.wo == 0) {
+        PyErr_SetString(PyExc_ValueError, "maxpool's output and winners must be (n, c, h', w') for its input");
+        release_strided(&s);
+        return NULL;
+    }
+    if (!disjoint(&s)) {
+        release_strided(&s);
+        return NULL;
+    }
+    range_fn fn = backward ? (f[0] == 'f' ? maxpool_grad_range_f32 : maxpool_grad_range_f64)
+                           : (f[0] == 'f' ? maxpool_range_f32 : maxpool_range_f64);
+    int lanes = maxpool_fast_lanes(&t, f[0] == 'f' ? 4 : 8, backward);
+    if (lanes)
+        fn = backward ? (lanes == 8 ? maxpool_grad_fast8_range : maxpool_grad_fast4_range)
+                      : (lanes == 8 ? maxpool_fast8_range : maxpool_fast4_range);
+    Py_BEGIN_ALLOW_THREADS
+    split(fn, &t, in->n * in->c, in->h * in->w, 1);
+    Py_END_ALLOW_THREADS
+    release_strided(&s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_maxpool(PyObject *self, PyObject *args) { return maxpool_call(args, 0); }
+static PyObject *py_maxpool_grad(PyObject *self, PyObject *args) { return maxpool_call(args, 1); }
+
 /* ---- module --------------------------------------------------------------------------------------------------- */
 
 static PyObject *py_threads(PyObject *self, PyObject *args) { return PyLong_FromLong(kernel_threads()); }
@@ -1025,10 +1879,15 @@ static PyMethodDef methods[] = {
      "sgd(w, grad, buf, lr, momentum, dampening_factor, weight_decay, nesterov): one SGD step in place on w, buf"},
     {"adam", py_adam, METH_VARARGS,
      "adam(w, grad, m, v, vmax_or_None, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode): one Adam step in place"},
-    {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass"},
+    {"relu_grad", py_relu_grad, METH_VARARGS, "relu_grad(dy, y, dx): dx = dy * (y > 0), one pass (one dense layout)"},
+    {"relu", py_relu, METH_VARARGS, "relu(x, y): y = maximum(x, 0), one pass (one dense layout)"},
     {"bias_relu", py_bias_relu, METH_VARARGS, "bias_relu(y, b): y = max(y + b, 0) in place, one pass"},
     {"bias_add", py_bias_add, METH_VARARGS, "bias_add(y, b): y += b in place (y (n, c), b (c,))"},
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},
+    {"bias_add_rows", py_bias_add_rows, METH_VARARGS,
+     "bias_add_rows(y, b): y += b[:, None] in place (y (c, n), b (c,))"},
+    {"bias_grad_rows", py_bias_grad_rows, METH_VARARGS,
+     "bias_grad_rows(dy, db): db = dy.sum(axis=1) with NumPy's pairwise order (dy (c, n), db (c,))"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,
      "relu_grad_sum(dy, y, dz, db): dz = dy * (y > 0) and db = dz.sum(axis=0), one pass"},
     {"scale_u8", py_scale_u8, METH_VARARGS, "scale_u8(x_uint8, scale, out): out = float(x) * scale, one pass"},
@@ -1037,8 +1896,17 @@ static PyMethodDef methods[] = {
     {"softmax_ce", py_softmax_ce, METH_VARARGS,
      "softmax_ce(z, labels, grad, scale) -> sum of per-row losses; grad = (softmax(z) - onehot) * scale"},
     {"gemm_tn", py_gemm_tn, METH_VARARGS,
-     "gemm_tn(a, b, c, alpha, beta): c = alpha * a.T @ b + beta * c through NumPy's OpenBLAS"},
+     "gemm_tn(a, b, c, alpha, beta): c = alpha * a.T @ b + beta * c through NumPy's OpenBLAS (a, b: C-contiguous "
+     "or transposed; c: (m, ...) of m * n elements)"},
     {"sgd_apply", py_sgd_apply, METH_VARARGS, "sgd_apply(w, buf, lr, wd): buf += wd * w (wd != 0); w = w - lr * buf, one pass"},
+    {"im2col", py_im2col, METH_VARARGS,
+     "im2col(x, cols, kh, kw, sh, sw, ph, pw): cols (c*kh*kw, n*h'*w') = the windows of images x (n, c, h, w)"},
+    {"col2im", py_col2im, METH_VARARGS,
+     "col2im(cols, dx, kh, kw, sh, sw, ph, pw): dx (n, c, h, w) = the columns summed back where im2col read them"},
+    {"maxpool", py_maxpool, METH_VARARGS,
+     "maxpool(x, y, idx, kh, kw, sh, sw, ph, pw): y = each window's max, idx (uint8) = its kernel offset"},
+    {"maxpool_grad", py_maxpool_grad, METH_VARARGS,
+     "maxpool_grad(dy, idx, dx, kh, kw, sh, sw, ph, pw): dx = dy routed to each window's winner"},
     {"threads", py_threads, METH_NOARGS, "threads() -> how many threads a big enough kernel is split over now"},
     {"pool", py_pool, METH_NOARGS, "pool() -> the OpenBLAS library whose threads the kernels share, or None"},
     {"set_threads", py_set_threads, METH_VARARGS,

@@ -2,10 +2,12 @@
 
 The Array API code is the definition and the default. Where the standard cannot say "in one pass" — an optimizer
 update is four to six separate elementwise passes over arrays too big for L2 cache — a backend may offer a
-kernel that does the same arithmetic in one. The NumPy backend offers the C ones in _kernels.c, compiled at
+kernel that does the same arithmetic in one; and the standard's strided slices cannot walk an image plane by plane
+the way im2col, col2im and max pooling want. The NumPy backend offers the C ones in _kernels.c, compiled at
 install when a C compiler is there (setup.py, ``optional=True``). All but softmax_ce round exactly as the
 standard code does (same operation order, float32 in float32, no FMA contraction); softmax_ce has its own exp and
-agrees to float tolerance. tests/test_kernels.py checks both, for every option of every optimizer that uses them.
+agrees to float tolerance. tests/test_kernels.py checks both, for every option of every optimizer that uses them;
+tests/test_window_kernels.py the image kernels.
 
 Callers ask ``Device.kernel(name)`` and get a callable or None; a kernel that refuses its arguments (a
 non-contiguous gradient, mixed dtypes) raises TypeError, ValueError or BufferError and the caller runs the
@@ -39,8 +41,9 @@ except ImportError as exc:                    # no C compiler at install time: t
     _compiled, _missing = None, str(exc)
 
 REFUSALS = (TypeError, ValueError, BufferError)
-NAMES = ("sgd", "adam", "softmax_ce", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
-         "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply", "count_correct")   # count_correct: CuPy's only
+NAMES = ("sgd", "adam", "softmax_ce", "relu", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
+         "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply", "im2col", "col2im", "maxpool", "maxpool_grad",
+         "bias_add_rows", "bias_grad_rows", "count_correct")   # count_correct: CuPy's only
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
 
 

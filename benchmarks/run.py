@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """portanet vs PyTorch eager vs the GEMM-only bound, interleaved epoch by epoch in one process.
 
-    make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick]
+    make bench                      # or: python benchmarks/run.py [--epochs 6] [--quick] [--cnn]
     python benchmarks/run.py --device gpu [--quick]     # runs benchmarks/gpu.py (make bench-gpu) instead
 
 Every row trains the same MLP on the same batches (Fashion-MNIST from Debian's package, else synthetic data of
@@ -9,6 +9,7 @@ MNIST's shape, said so), with SGD momentum 0.9 and softmax cross-entropy in floa
 from portanet's initial weights. Each contender runs
 one epoch in turn; the table gives the median seconds per epoch over epochs 2..N, and as ratios the median of
 the per-round ratios (each round's contenders run back to back, so the shared machine's slow spells cancel).
+Row (i) trains a small CNN the same way (benchmarks/cnn.py); ``--cnn`` runs it alone.
 """
 from __future__ import annotations
 
@@ -273,6 +274,9 @@ def main():
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="only the headline rows (a) to (c)")
+    p.add_argument("--cnn", action="store_true", help="only row (i), the CNN (CPU)")
+    p.add_argument("--cnn-images", type=int, default=12800,
+                   help="training images per epoch of row (i) (default 12800 of 60000: ~3 s a contender)")
     args = p.parse_args()
     if args.device != "cpu":        # the GPU suite is benchmarks/gpu.py (make bench-gpu)
         os.execv(sys.executable, [sys.executable, os.path.join(HERE, "gpu.py")] + ["--quick"] * args.quick)
@@ -280,6 +284,8 @@ def main():
     pn.device(args.device)
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
           f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
+    if args.cnn:
+        return cnn_row(x, y, xt, yt, args)
 
     ep, acc_pn, model = portanet_fit(x, y, xt, yt, 256, 2, 128, args.device)
     init = initial_weights(model)
@@ -324,6 +330,18 @@ def main():
                           "--epochs", "1", "--verbose", "0"])
             b = peak_rss([sys.executable, os.path.join(HERE, "pytorch_mlp.py"), "--epochs", "1"])
             print(f"{'(g) peak RSS, one epoch':34s}  portanet {a:6.0f} MiB  pytorch {b:6.0f} MiB  ratio {a / b:.2f}")
+        cnn_row(x, y, xt, yt, args)
+
+
+def cnn_row(x, y, xt, yt, args):
+    """Row (i), the CNN of benchmarks/cnn.py, on the CPU."""
+    sys.path.insert(0, HERE)
+    import cnn
+
+    if args.device != "cpu":
+        print("(i) CNN: CPU only (it measures the NumPy path's im2col, pooling and GEMMs)")
+        return
+    cnn.row(x, y, xt, yt, max(3, args.epochs), args.cnn_images, interleave)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from .devices import Device, default_device, device, device_of, set_default_devi
 from .errors import (CheckpointError, DatasetError, DeviceError, DeviceMismatchError, DeviceUnavailableError,
                      NonFiniteError, NotFittedError, ShapeError)
 from .gradcheck import GradcheckError, gradcheck
-from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax,
-                     Maxout, PReLU, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import (ELU, GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d, Dense, Dropout, Dropout2d, Flatten,
+                     GlobalAvgPool2d, Identity, LeakyReLU, Linear, LogSoftmax, Maxout, MaxPool2d, PReLU, ReLU,
+                     Residual, Sigmoid, Softmax, Tanh)
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeLoss, HuberLoss, L1Loss, Loss, MSELoss,
                      NLLLoss)
 from .module import Module, Parameter, Sequential
@@ -32,6 +33,7 @@ __all__ = [
     # modules and layers
     "Module", "Parameter", "Sequential", "Dense", "Linear", "Flatten", "Identity", "Sigmoid", "Tanh", "ReLU",
     "LeakyReLU", "PReLU", "ELU", "GELU", "Softmax", "LogSoftmax", "Maxout", "Dropout", "BatchNorm1d",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "BatchNorm2d", "Dropout2d", "Residual", "Concat",
     # losses
     "Loss", "MSELoss", "L1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
     "HingeLoss",

@@ -1,8 +1,10 @@
 """Weight initialisers, drawn from the device's generator so parameters are born on the device.
 
 Each takes ``(shape, *, device=None, dtype="float32", rng=None)`` and returns an array.
-For a weight of shape (fan_in, fan_out[, ...]) the fans are fan_in = shape[0] and
-fan_out = the product of the rest, as in Dense's (in_features, out_features) layout.
+For a 2-D weight the fans are fan_in = shape[0] and fan_out = shape[1], as in Dense's (in_features, out_features)
+layout. A weight of 3 or more axes is a convolution kernel in PyTorch's (out_channels, in_channels, *kernel)
+layout (Conv2d's): fan_in = in_channels * receptive field and fan_out = out_channels * receptive field (the
+receptive field being the kernel's size, kh * kw), as PyTorch and Keras count them.
 
 glorot (Xavier): Var = 2 / (fan_in + fan_out)  — for sigmoid/tanh; Dense's default.
 he (Kaiming):    Var = 2 / fan_in             — for ReLU families (pass init="he_normal").
@@ -19,10 +21,12 @@ def _fans(shape):
     if len(shape) < 2:
         n = shape[0] if shape else 1
         return n, n
-    fan_out = 1
-    for s in shape[1:]:
-        fan_out *= s
-    return shape[0], fan_out
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    field = 1
+    for s in shape[2:]:
+        field *= s
+    return shape[1] * field, shape[0] * field
 
 
 def _setup(shape, device, dtype, rng):

@@ -286,38 +286,12 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def summary(self, input_shape=None, print_fn=print) -> str:
-        """A table of layers, output shapes and parameter counts. ``input_shape`` excludes the
-        batch axis (e.g. (28, 28)); without it, the first layer's ``in_features`` is used."""
-        layers = list(self._modules.values()) or [self]
-        shape = input_shape
-        if shape is None:
-            first = next((m for m in self.modules() if hasattr(m, "in_features")), None)
-            shape = (first.in_features,) if first is not None else None
-        rows = []
-        if shape is not None:
-            xp = self.xp
-            x = xp.zeros((2, *tuple(shape)), dtype=self._param_dtype(), device=self._device.native)
-            was_training = self.training
-            self.eval()
-            try:
-                for layer in layers:
-                    x = layer.forward(x)
-                    rows.append((repr(layer), "(None, " + ", ".join(str(s) for s in x.shape[1:]) + ")",
-                                 layer.num_parameters()))
-            finally:
-                self.train(was_training)
-        else:
-            rows = [(repr(layer), "?", layer.num_parameters()) for layer in layers]
-        w0 = max([len(r[0]) for r in rows] + [5])
-        w1 = max([len(r[1]) for r in rows] + [12])
-        lines = [f"{'Layer':<{w0}}  {'Output shape':<{w1}}  {'Params':>10}", "-" * (w0 + w1 + 14)]
-        lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>10,}" for a, b, c in rows]
-        lines += ["-" * (w0 + w1 + 14),
-                  f"Total parameters: {self.num_parameters():,}   device: {self._device}"]
-        text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        """A table of layers, output shapes and parameter counts, containers' layers indented under them
+        (portanet/summary.py). ``input_shape`` excludes the batch axis (e.g. (1, 28, 28)); without it, the first
+        layer's ``in_features`` is used."""
+        from .summary import summary
+
+        return summary(self, input_shape, print_fn)
 
     def _param_dtype(self):
         for p in self.parameters():

@@ -18,6 +18,13 @@ def _bn_train(x, w, b):
     return F.batch_norm(x, None, None, w, b, training=True, eps=1e-5)
 
 
+def _concat(x, w0, b0, w1, b1):
+    return torch.cat([F.conv2d(x, w0, b0), torch.relu(F.conv2d(x, w1, b1, padding=1))], dim=1)
+
+
+IMAGES = (2, 2, 5, 4)          # (batch, channels, height, width): small enough for finite differences on strict
+
+
 LAYERS = [
     ("Dense", lambda d, dt: pn.Dense(5, 4, device=d, dtype=dt), lambda x, w, b: x @ w + b, (6, 5)),
     ("Dense-nobias", lambda d, dt: pn.Dense(5, 4, bias=False, device=d, dtype=dt), lambda x, w: x @ w, (6, 5)),
@@ -37,4 +44,23 @@ LAYERS = [
     ("Flatten", lambda d, dt: pn.Flatten(device=d), lambda x: x.reshape(x.shape[0], -1), (3, 2, 4)),
     ("BatchNorm1d", lambda d, dt: pn.BatchNorm1d(5, device=d, dtype=dt), _bn_train, (6, 5)),
     ("Dropout-eval", lambda d, dt: pn.Dropout(0.4, device=d).eval(), lambda x: x * 1, (6, 5)),
+    ("Conv2d", lambda d, dt: pn.Conv2d(2, 3, 3, padding=1, device=d, dtype=dt),
+     lambda x, w, b: F.conv2d(x, w, b, padding=1), IMAGES),
+    ("Conv2d-strided-nobias", lambda d, dt: pn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), bias=False,
+                                                      device=d, dtype=dt),
+     lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=(1, 0)), IMAGES),
+    ("MaxPool2d", lambda d, dt: pn.MaxPool2d(2, device=d), lambda x: F.max_pool2d(x, 2), IMAGES),
+    ("MaxPool2d-overlapping-padded", lambda d, dt: pn.MaxPool2d(3, stride=2, padding=1, device=d),
+     lambda x: F.max_pool2d(x, 3, stride=2, padding=1), IMAGES),
+    ("AvgPool2d", lambda d, dt: pn.AvgPool2d(3, stride=2, padding=1, device=d),
+     lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), IMAGES),
+    ("GlobalAvgPool2d", lambda d, dt: pn.GlobalAvgPool2d(device=d), lambda x: x.mean(dim=(2, 3)), IMAGES),
+    ("BatchNorm2d", lambda d, dt: pn.BatchNorm2d(2, device=d, dtype=dt), _bn_train, IMAGES),
+    ("Dropout2d-eval", lambda d, dt: pn.Dropout2d(0.4, device=d).eval(), lambda x: x * 1, IMAGES),
+    ("Residual", lambda d, dt: pn.Residual(pn.Conv2d(2, 2, 3, padding=1, device=d, dtype=dt), pn.Tanh(device=d)),
+     lambda x, w, b: x + torch.tanh(F.conv2d(x, w, b, padding=1)), IMAGES),
+    ("Concat", lambda d, dt: pn.Concat(pn.Conv2d(2, 3, 1, device=d, dtype=dt),
+                                       pn.Sequential(pn.Conv2d(2, 2, 3, padding=1, device=d, dtype=dt),
+                                                     pn.ReLU(device=d))),
+     _concat, IMAGES),
 ]

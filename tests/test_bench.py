@@ -202,3 +202,17 @@ def test_offline_targets_skip_with_the_reason_where_no_device_is_seen():
         assert out.returncode == 0, out.stderr
         assert re.fullmatch(rf"{target} skipped: no CUDA device \({re.escape(sys.executable)}: CuPy: .+; "
                             r"PyTorch.+\)\n", out.stdout), out.stdout
+
+
+def test_cnn_row_runs_and_starts_pytorch_from_portanets_weights():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--cnn", "--epochs", "2",
+                          "--cnn-images", "256"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = re.search(r"\(i\) CNN, batch 128, 256 images +portanet +(\d+\.\d+)s +pytorch +(\d+\.\d+)s +ratio (\d+\.\d+) +"
+                    r"gemm-bound +(\d+\.\d+)s +ratio (\d+\.\d+) +\| test acc portanet (\d+\.\d+)% pytorch (\d+\.\d+)%",
+                    out.stdout)
+    assert row, out.stdout
+    assert all(float(v) > 0 for v in row.groups()[:5])
+    # the same initial weights and batches: the two frameworks end within a point of each other
+    assert abs(float(row[6]) - float(row[7])) < 1.0
+    assert re.search(r"\(i\) rounds outside slow spells +[12] of 2 rounds .*portanet/pytorch \d+\.\d+", out.stdout)

@@ -81,6 +81,13 @@ def test_mnist_classic(tiny_mnist):
     assert out.strip().splitlines()[-1].startswith("test accuracy: ")
 
 
+def test_mnist_cnn(tiny_mnist):
+    out = run(ROOT / "examples/mnist_cnn.py", "--data-dir", tiny_mnist, "--epochs", "2", "--lr", "3e-3", "--verbose",
+              "0", "--batch-size", "50")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ") and float(last[15:-1]) > 30
+
+
 def test_iris_neuron():
     out = run(ROOT / "examples/iris_neuron.py", "--epochs", "30")
     assert "single neuron" in out and "4-8-3 network" in out
@@ -161,8 +168,8 @@ def test_help_is_whole_sentences_with_defaults(script):
     assert " ".join(doc.split()) in " ".join(usage.split()) and "(default: cpu)" in usage
 
 
-@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "iris_neuron.py", "logic_gates.py",
-                                    "curve_fit.py"])
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "mnist_cnn.py", "iris_neuron.py",
+                                    "logic_gates.py", "curve_fit.py"])
 def test_unknown_device_is_one_clear_line(script):
     r = subprocess.run([sys.executable, ROOT / "examples" / script, "--device", "tpu"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)

@@ -1,7 +1,8 @@
-"""Inverted dropout."""
+"""Inverted dropout: of single values (Dropout) and of whole image channels (Dropout2d)."""
 from __future__ import annotations
 
 from .. import random as _random
+from ..errors import ShapeError
 from ..module import Module
 
 
@@ -53,3 +54,22 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout, as PyTorch's Dropout2d: during training each whole channel of each sample is zeroed with
+    probability p and the rest are scaled by 1/(1-p). x: (batch, channels, H, W); the mask is (batch, channels, 1, 1),
+    drawn like Dropout's (this layer's own generator, ``seed`` or portanet.seed). Identity in eval mode."""
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}; it expects (batch, channels, height, "
+                             "width) and drops whole channels: use Dropout for (batch, features)")
+        if not self.training or self.p == 0.0:
+            self._mask = 1.0
+            return x
+        keep = 1.0 - self.p
+        mask = self.generator.bernoulli((x.shape[0], x.shape[1], 1, 1), keep, x.dtype)
+        mask *= 1.0 / keep
+        self._mask = mask
+        return x * mask
