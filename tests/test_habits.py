@@ -1,5 +1,7 @@
 """Keras and PyTorch habits either work on portanet or get a portanet error naming the fix: fit / evaluate /
 predict on arrays, (x, y) pairs where a loader goes, and the loss's value given to backward."""
+import re
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,67 @@ def test_loss_value_backward_names_the_fix(ctx):
     assert float(loss * 2 + 1) == pytest.approx(2 * float(plain) + 1, rel=1e-6)
     assert ctx.device.holds(loss) and tuple(loss.shape) == ()
     assert ctx.host(loss).shape == ()
+
+
+# -- model.backward takes dL/d(output) and nothing else ---------------------------------------------------------------
+def _other_dtype(ctx):
+    return "float64" if ctx.dtype_name == "float32" else "float32"
+
+
+NOT_A_GRADIENT = [
+    ("the loss object", lambda ctx, m, L, lv: L, TypeError, r"got the loss object CrossEntropyLoss\(\) itself"),
+    ("loss_fn.backward uncalled", lambda ctx, m, L, lv: L.backward, TypeError,
+     r"got the method CrossEntropyLoss.backward, not called.*add the parentheses"),
+    ("float(loss)", lambda ctx, m, L, lv: float(lv), TypeError, r"got the number .* \(the loss's value\?\)"),
+    ("the loss's value", lambda ctx, m, L, lv: lv, pn.ShapeError, r"got a 0-d array, the loss's value"),
+    ("a NumPy scalar", lambda ctx, m, L, lv: np.float32(1.0), pn.ShapeError, r"got a 0-d array"),
+    ("another shape", lambda ctx, m, L, lv: ctx.asarray(np.zeros((8, 4))), pn.ShapeError,
+     r"got a gradient of shape \(8, 4\).*for the last forward's batch"),
+    ("another batch", lambda ctx, m, L, lv: ctx.asarray(np.zeros((7, 3))), pn.ShapeError,
+     r"got a gradient of shape \(7, 3\)"),
+    ("another dtype", lambda ctx, m, L, lv: ctx.device.asarray(np.zeros((8, 3)), dtype=_other_dtype(ctx)), TypeError,
+     r"got a float(64|32) gradient.*never upcasts silently.*xp.astype\(dy, xp.float(32|64)\)"),
+]
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["Sequential", "Dense"])
+@pytest.mark.parametrize("case", NOT_A_GRADIENT, ids=[c[0] for c in NOT_A_GRADIENT])
+def test_backward_of_what_is_not_a_gradient_names_the_expected_array_and_the_fix(ctx, case, alone):
+    name, make_dy, exc, pattern = case
+    if alone:
+        pn.seed(0)
+        model = pn.Dense(2, 3, device=ctx.device, dtype=ctx.dtype_name)
+    else:
+        model, _ = make(ctx)
+    loss_fn = pn.CrossEntropyLoss()
+    x, y = blobs(8)
+    loss = loss_fn(model(ctx.asarray(x)), ctx.asarray(y))
+    expected = (rf"takes dL/d\(output\), an array shaped like (the model's|its) output \(8, 3\) \(batch, \.\.\.\) on "
+                rf"{ctx.device} in {ctx.dtype_name}.*model.backward\(loss_fn.backward\(\)\)")
+    with pytest.raises(exc, match=pattern) as info:
+        model.backward(make_dy(ctx, model, loss_fn, loss))
+    assert re.search(expected, str(info.value)), str(info.value)
+    assert all(p.grad is None for p in model.parameters())          # refused before any gradient was touched
+    model.backward(loss_fn.backward())                                # the right call still works afterwards
+    assert all(ctx.device.holds(p.grad) and p.grad.dtype == ctx.dtype for p in model.parameters())
+
+
+def test_a_host_gradient_is_taken_where_model_x_takes_the_host_array_and_refused_elsewhere(ctx):
+    """Where model(x) takes a NumPy array through DLPack (cpu, torch:cpu), backward takes a NumPy gradient the same
+    way and gives the same gradients; on array-api-strict (no DLPack) it names the device and the fix."""
+    model, _ = make(ctx)
+    x = ctx.asarray(blobs(8)[0])
+    model(x)
+    dy = np.random.default_rng(1).standard_normal((8, 3)).astype(ctx.dtype_name)
+    if ctx.spec.startswith("strict") or ctx.device.is_gpu:
+        with pytest.raises(pn.DeviceMismatchError, match=rf"got a numpy.ndarray on cpu; it takes .* on {ctx.device}"
+                                                         r".*asarray\(dy\)"):
+            model.backward(dy)
+        return
+    model.backward(dy)
+    by_host = [ctx.host(p.grad).copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    model.backward(ctx.asarray(dy))
+    for a, p in zip(by_host, model.parameters()):
+        np.testing.assert_array_equal(a, ctx.host(p.grad))
