@@ -364,7 +364,9 @@ def evaluate(model, loader, *args, loss=None, metrics="auto", batch_size=None, y
     x, y             arrays: evaluate builds DataLoader(x, y, batch_size, device=model.device, dtype=the model's);
                      loss and metrics may follow y by position
     metrics          "auto": the accuracy the loss implies, none for a regression; without a loss, from the
-                     output's shape (portanet.metrics). Numbers are per sample, as fit logs them.
+                     model's last layer and the targets: none for float targets that are not classes (a
+                     regression), per element for a final Sigmoid (portanet.metrics). Numbers are per sample, as fit
+                     logs them.
     """
     arrays = inputs.is_array(loader) or (
         bool(args) and inputs.kind(loader) in ("batches", "unknown") and inputs.is_targets(args[0]))
@@ -392,7 +394,17 @@ def evaluate(model, loader, *args, loss=None, metrics="auto", batch_size=None, y
         raise TypeError(f"evaluate's loss must be a portanet loss (e.g. pn.CrossEntropyLoss()), got "
                         f"{inputs.brief(loss)}")
     loader = inputs.eval_loader(model, loader, y, batch_size, "evaluate")
-    return _evaluate(model, loader, loss, _metrics.resolve(metrics, loss, model), "evaluation")
+    fns = _metrics.resolve(metrics, loss, model)
+    if loss is None:
+        # no loss to say what the model outputs: its last layer and the targets do (portanet/metrics.py), read on
+        # the host where the loader keeps them, else from the first batch
+        known = loader.y if isinstance(loader, DataLoader) else None
+        if known is not None:
+            fns = _metrics.resolve(metrics, None, model, known)
+        else:
+            def fns(yb):
+                return _metrics.resolve(metrics, None, model, model.device.to_host(yb))
+    return _evaluate(model, loader, loss, fns, "evaluation")
 
 
 def _evaluate(model, loader, loss, fns, what):
@@ -402,6 +414,8 @@ def _evaluate(model, loader, loss, fns, what):
         sums = None
         for step, (xb, yb) in enumerate(inputs.batches(loader, what)):
             out = model(xb) if step == 0 else model.forward(xb)
+            if callable(fns):                 # decided from the first batch's targets (evaluate without a loss)
+                fns = fns(yb)
             if loss is not None:
                 if step == 0:
                     loss.check(out, yb, values=False)
