@@ -37,7 +37,8 @@ class DataLoader:
     x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset (``__len__``,
                    ``__getitem__`` returning host arrays x_i or pairs (x_i, y_i)) as x with y=None; an ArrayDataset
                    is read as its two arrays. Another library's arrays in CPU memory (torch CPU tensors) are used
-                   in place through DLPack; GPU arrays are read back to the host once
+                   in place through DLPack (a tensor that requires grad as ``t.detach()``: its values); GPU arrays
+                   are read back to the host once
     batch_size     samples per batch; the last batch is smaller unless drop_last
     shuffle        a fresh permutation each epoch, drawn on the host from (seed, epoch): the same seed
                    gives the same batches on every backend, and resuming at epoch e needs only e
@@ -115,6 +116,8 @@ class DataLoader:
     def _host(self, a, name):
         if isinstance(a, np.ndarray):
             return a
+        if getattr(a, "requires_grad", False):
+            a = a.detach()            # a torch tensor in a graph: its values are the data (no autograd here)
         shared = _cpu_view(a)
         if shared is not None:
             return shared

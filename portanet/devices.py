@@ -76,7 +76,11 @@ class Device:
     def asarray(self, host, dtype=None, copy=None):
         """``host`` (a NumPy array, anything NumPy takes, or an array of another library) as an array here.
         Another library's array already on this device (a torch CPU tensor for "cpu", a torch CUDA tensor for
-        "gpu:0") is taken through DLPack without a copy unless ``dtype`` or ``copy`` asks for one."""
+        "gpu:0") is taken through DLPack without a copy unless ``dtype`` or ``copy`` asks for one. A torch tensor
+        that requires grad is taken as its values (``t.detach()``, the same memory): portanet keeps no autograd
+        graph, and data is what asarray is for."""
+        if getattr(host, "requires_grad", False):
+            host = host.detach()
         if (not isinstance(host, self._types) and self._dlpack is not None and hasattr(host, "__dlpack__")
                 and not _is_host_array(host)):
             shared = self.from_dlpack(host)
@@ -150,6 +154,9 @@ class Device:
 
     def check(self, a, where: str, fix: str = "") -> None:
         if not self.holds(a):
+            if not fix and getattr(a, "requires_grad", False) and self.from_dlpack(a.detach()) is not None:
+                # torch will not share a tensor of its graph through DLPack; its detached values it shares
+                fix = "it requires grad, and portanet keeps no autograd graph: pass x.detach() (the same memory)"
             raise DeviceMismatchError(f"{where} is on {self.label} but got {describe(a)}: "
                                       + (fix or f"move it with {self!r}.asarray(x), or pass device='{self.label}' "
                                          "to the DataLoader"))

@@ -302,6 +302,38 @@ def test_dataloader_uses_torch_cpu_tensors_in_place():
     assert alone.placement == "device" and np.shares_memory(alone.x, x.numpy())
 
 
+def test_a_tensor_that_requires_grad_is_data_to_asarray_and_the_loader(ctx):
+    """torch would say "Can't call numpy() on Tensor that requires grad": asarray, DataLoader, fit and predict take
+    its values (t.detach(), the same memory on CPU); model(t), which shares memory with the model, names
+    t.detach() where that is the fix, and device.asarray(t) elsewhere (which now works)."""
+    torch.manual_seed(0)
+    t = torch.randn(8, 4, dtype=TORCH_DTYPE[ctx.dtype_name], requires_grad=True)
+    y = torch.arange(8, dtype=TORCH_DTYPE[ctx.dtype_name], requires_grad=True)[:, None] / 8
+    values = t.detach().numpy()
+    a = ctx.device.asarray(t)
+    np.testing.assert_array_equal(ctx.host(a), values)
+    assert getattr(a, "requires_grad", False) is False
+    if ctx.spec == "cpu":
+        assert np.shares_memory(a, values)                       # detach shares; no copy
+    loader = pn.DataLoader(t, y, batch_size=5, device=ctx.device, dtype=ctx.dtype_name)
+    batches = list(loader)
+    np.testing.assert_array_equal(ctx.host(batches[1][0]), values[5:])
+    np.testing.assert_array_equal(ctx.host(batches[0][1]), y.detach().numpy()[:5])
+    model = pn.Sequential(pn.Dense(4, 1), device=ctx.device).to(dtype=ctx.dtype_name)
+    hist = pn.fit(model, pn.MSELoss(), pn.optim.SGD(model.parameters(), lr=0.1), t, y, epochs=2, verbose=0)
+    assert len(hist) == 2 and np.isfinite(hist["loss"]).all()
+    np.testing.assert_allclose(pn.predict(model, t), ctx.host(model(ctx.device.asarray(t))), **ctx.tol)
+    if ctx.spec == "cpu":
+        with pytest.raises(pn.DeviceMismatchError, match=r"it requires grad, and portanet keeps no autograd graph: "
+                                                         r"pass x.detach\(\)"):
+            model(t)
+        assert model(t.detach()).shape == (8, 1)
+    elif ctx.spec.startswith("strict"):
+        with pytest.raises(pn.DeviceMismatchError, match=r"got a torch.Tensor on torch:cpu: move it with "
+                                                         r"Device\('strict:\w+'\).asarray\(x\)"):
+            model(t)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available() or backends.get("cupy").unavailable() is not None,
                     reason="needs CUDA in both torch and CuPy")
 def test_cuda_tensors_load_into_a_gpu_model_without_the_host(monkeypatch):
