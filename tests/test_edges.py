@@ -311,6 +311,23 @@ def test_clip_grad_norm_of_huge_gradients_is_finite(ctx):
         np.testing.assert_allclose(ctx.host(p.grad), 0.1, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("max_norm,rtol", [(1.0, 1e-6), (0.01, 1e-4)])
+def test_clip_grad_norm_clips_finite_gradients_whose_norm_overflows(ctx, max_norm, rtol):
+    # four float32 gradients of 3e38: the norm 6e38 does not fit float32, so it is returned as inf, but every
+    # gradient is finite, so they are clipped to norm max_norm (each max_norm / 2), no error, no NumPy warning
+    params = _grads(ctx, [[3e38], [3e38], [-3e38, 3e38]])
+    total = pn.optim.clip_grad_norm(params, max_norm, error_if_nonfinite=True)
+    assert float(ctx.host(total)) == INF
+    for p in params:
+        np.testing.assert_allclose(np.abs(ctx.host(p.grad)), max_norm / 2, rtol=rtol)
+    clipped = np.concatenate([ctx.host(p.grad) for p in params]).astype(np.float64)
+    assert np.linalg.norm(clipped) == pytest.approx(max_norm, rel=rtol)
+    # just below the float32 maximum the norm fits and is returned
+    params = _grads(ctx, [[2e38], [1e38]])
+    assert float(ctx.host(pn.optim.clip_grad_norm(params, max_norm))) == pytest.approx(math.sqrt(5) * 1e38, rel=1e-6)
+
+
 def test_clip_grad_norm_of_tiny_and_zero_gradients(ctx):
     params = _grads(ctx, [[1e-30] * 100])                          # squares underflow; the norm does not
     assert float(ctx.host(pn.optim.clip_grad_norm(params, 1.0))) == pytest.approx(1e-29, rel=1e-6)
