@@ -12,6 +12,7 @@ import numpy as np
 
 from . import devices
 from . import random as _random
+from ._numbers import is_int
 from .backends.kernels import REFUSALS
 from .errors import ShapeError
 
@@ -61,8 +62,9 @@ class DataLoader:
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None, device=None,
                  transform=None, placement="auto", dtype="float32", scale=None):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = int(batch_size)
         if placement not in ("auto", "device", "stream"):
             raise ValueError(f"placement must be 'auto', 'device' or 'stream', got {placement!r}")
         if transform is not None and not callable(transform):

@@ -9,8 +9,9 @@
 """
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
+from ._numbers import is_int
 from .data import DataLoader
 from .errors import DeviceMismatchError, ShapeError
 
@@ -39,10 +40,6 @@ def is_pair(a) -> bool:
 def is_dataset(a) -> bool:
     return (hasattr(a, "__getitem__") and hasattr(a, "__len__") and not isinstance(a, (list, tuple, str, dict))
             and not is_array(a) and not isinstance(a, DataLoader))
-
-
-def is_int(a) -> bool:
-    return isinstance(a, Integral) and not isinstance(a, bool)
 
 
 def kind(data, y=None) -> str:

@@ -174,7 +174,7 @@ CASES = [
     ("unknown optimizer option", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas2=(0.9, 0.9)),
      TypeError, r"Adam has no option 'betas2' \(did you mean 'betas'\?\)"),
     ("negative learning rate", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=-0.1), ValueError,
-     r"lr must be a non-negative number, got -0.1"),
+     r"lr must be a finite non-negative number, got -0.1"),
     ("betas out of range", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas=(0.9, 1.0)), ValueError,
      r"betas must be two numbers in \[0, 1\)"),
     ("nesterov without momentum", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=0.1, nesterov=True),

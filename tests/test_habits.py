@@ -242,3 +242,70 @@ def test_a_host_gradient_is_taken_where_model_x_takes_the_host_array_and_refused
     model.backward(ctx.asarray(dy))
     for a, p in zip(by_host, model.parameters()):
         np.testing.assert_array_equal(a, ctx.host(p.grad))
+
+
+# -- NumPy's numbers are numbers --------------------------------------------------------------------------------------
+def _params():
+    return pn.Dense(2, 2).parameters()
+
+
+NUMPY_NUMBERS = [
+    ("DataLoader batch_size", lambda: pn.DataLoader(X, Y, batch_size=np.int64(4)).batch_size, 4),
+    ("EarlyStopping patience", lambda: pn.EarlyStopping("loss", patience=np.int64(2)).patience, 2),
+    ("EarlyStopping start_from_epoch", lambda: pn.EarlyStopping("loss", start_from_epoch=np.int32(1)).start_from_epoch,
+     1),
+    ("EarlyStopping min_delta", lambda: pn.EarlyStopping("loss", min_delta=np.float32(0.5)).min_delta, 0.5),
+    ("Dense", lambda: pn.Dense(np.int64(20), np.uint8(2)).weight.shape, (20, 2)),
+    ("Maxout", lambda: pn.Maxout(np.int64(4), np.int64(3), np.int64(2)).weight.shape, (4, 6)),
+    ("BatchNorm1d", lambda: pn.BatchNorm1d(np.int64(5), momentum=np.float32(0.5)).num_features, 5),
+    ("PReLU", lambda: pn.PReLU(np.int64(3)).weight.shape, (3,)),
+    ("Dropout", lambda: pn.Dropout(np.float32(0.5)).p, 0.5),
+    ("SGD lr, momentum", lambda: pn.optim.SGD(_params(), lr=np.float32(0.5), momentum=np.float64(0.25)).defaults,
+     {"lr": 0.5, "momentum": 0.25, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}),
+    ("Adam betas", lambda: pn.optim.Adam(_params(), betas=[np.float32(0.5), 0.75]).defaults["betas"], (0.5, 0.75)),
+    ("StepLR", lambda: pn.optim.StepLR(pn.optim.SGD(_params(), lr=1.0), np.int64(2)).step_size, 2),
+    ("CosineAnnealingLR", lambda: pn.optim.CosineAnnealingLR(pn.optim.SGD(_params(), lr=1.0), np.int64(4)).T_max, 4),
+    ("LinearWarmup", lambda: pn.optim.LinearWarmup(pn.optim.SGD(_params(), lr=1.0), np.int64(3)).warmup, 3),
+    ("RandomShift", lambda: pn.RandomShift(np.int64(2)).pixels, 2),
+    ("clip_grad_norm", lambda: float(pn.optim.clip_grad_norm(_graded(), np.float32(1.0))), 5.0),
+]
+
+
+def _graded():
+    p = pn.Parameter(np.zeros(2, np.float32))
+    p.grad = np.array([3.0, 4.0], np.float32)
+    return [p]
+
+
+@pytest.mark.parametrize("case", NUMPY_NUMBERS, ids=[c[0] for c in NUMPY_NUMBERS])
+def test_numpy_integers_and_floats_are_taken_where_python_numbers_are(case):
+    name, make_it, expected = case
+    got = make_it()
+    assert got == expected
+    # stored as Python's numbers (what checkpoints save as JSON, what array-api-strict takes as a scalar)
+    for v in (got.values() if isinstance(got, dict) else got if isinstance(got, tuple) else [got]):
+        assert type(v) in (int, float, bool)
+
+
+def test_seed_takes_a_numpy_integer():
+    pn.seed(3)
+    a = pn.Dense(4, 3).weight.data.copy()
+    pn.seed(np.int64(3))
+    np.testing.assert_array_equal(pn.Dense(4, 3).weight.data, a)
+
+
+def test_numpy_numbers_train_as_python_numbers_on_every_backend(ctx):
+    x, y = blobs()
+    runs = []
+    for lr, mu, bs, patience in ((0.125, 0.875, 16, 2), (np.float32(0.125), np.float64(0.875), np.int64(16),
+                                                        np.int64(2))):
+        model, _ = make(ctx)
+        opt = pn.optim.SGD(model.parameters(), lr=lr, momentum=mu)
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=bs, verbose=0,
+               callbacks=[pn.EarlyStopping("loss", patience=patience)])
+        runs.append(weights(model))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    # and bool is not a number here, as before
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got True"):
+        pn.DataLoader(x, y, batch_size=True)

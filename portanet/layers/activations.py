@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from .. import _special
+from .._numbers import is_int
 from ..module import Module, Parameter, check_float
 
 
@@ -149,8 +150,9 @@ class PReLU(Activation):
     feature (num_parameters=features).   x: (batch, features) or any shape when num_parameters=1."""
 
     def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
-        if not isinstance(num_parameters, int) or num_parameters <= 0:
+        if not is_int(num_parameters) or num_parameters <= 0:
             raise ValueError(f"PReLU num_parameters must be a positive int, got {num_parameters!r}")
+        num_parameters = int(num_parameters)
         super().__init__(device)
         self.num_parameters = num_parameters
         dt = self._device.dtype(dtype)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from .. import init as initializers
+from .._numbers import is_int
 from ..module import Module, Parameter, check_features, check_float, check_gradient
 
 
 def _positive(name, value, owner):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    """A positive count (any integer but bool); returns it as Python's int."""
+    if not is_int(value) or value <= 0:
         raise ValueError(f"{owner} needs {name} to be a positive int, got {value!r}")
+    return int(value)
 
 
 class Dense(Module):
@@ -21,8 +24,8 @@ class Dense(Module):
     can_skip_input_grad = True
 
     def __init__(self, in_features, out_features, bias=True, init=None, device=None, dtype=None, seed=None):
-        _positive("in_features", in_features, "Dense")
-        _positive("out_features", out_features, "Dense")
+        in_features = _positive("in_features", in_features, "Dense")
+        out_features = _positive("out_features", out_features, "Dense")
         super().__init__(device)
         self.in_features, self.out_features = in_features, out_features
         dt = self._device.dtype(dtype)
