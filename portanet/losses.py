@@ -295,10 +295,9 @@ class _ClassLoss(Loss):
                 lo, hi = int(xp.min(target)), int(xp.max(target))
                 raise ValueError(f"{type(self).__name__} got labels in [{lo}, {hi}] but the model has {c} classes "
                                  f"(labels 0..{c - 1}): check the labels, or give the last layer more outputs")
-        elif bool(xp.any(target < 0)):
-            raise ValueError(f"{type(self).__name__} needs non-negative class probabilities as targets, got a "
-                             f"negative one (min {float(xp.min(target)):g}): give each row probabilities that sum "
-                             "to 1, or integer labels")
+        elif bool(xp.any((target < 0) | (target > 1))):
+            raise ValueError(probabilities_message(type(self).__name__, float(xp.min(target)), float(xp.max(target)),
+                                                   "batch's targets"))
 
     def _one_hot(self, xp, labels, c, dtype):
         """(batch,) int -> (hit, t): hit (batch, c) bool marks each row's label, t is its float one-hot. A label
@@ -308,6 +307,13 @@ class _ClassLoss(Loss):
         onehot = xp.astype(hit, dtype)
         valid = xp.any(hit, axis=1, keepdims=True)
         return hit, xp.where(valid, onehot, float("nan"))
+
+
+def probabilities_message(name, lo, hi, where="targets") -> str:
+    """Class-probability targets outside [0, 1] (checked on a batch, or on fit's host targets once)."""
+    found = f"a negative one (min {lo:g})" if lo < 0 else f"one above 1 (max {hi:g})"
+    return (f"{name} needs class probabilities in [0, 1] as targets, but the {where} hold {found}: give each row "
+            "probabilities that sum to 1 (y / y.sum(1, keepdims=True) for counts or weights), or integer labels")
 
 
 def _scores_fix(pred, target):

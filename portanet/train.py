@@ -14,7 +14,7 @@ from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
 from .history import History
-from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss
+from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss, probabilities_message
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
@@ -125,7 +125,12 @@ def _check_targets_once(loss, loader, output) -> bool:
         return False
     if isinstance(loss, _ClassLoss):
         span = loader.label_range()
-        if span is None:               # probability targets: checked on the first batch instead
+        if span is None and loss.accepts_probabilities and loader.y.dtype.kind == "f" and loader.y.ndim == 2:
+            lo, hi = float(loader.y.min()), float(loader.y.max())     # probability targets: all of them, here
+            if lo < 0 or hi > 1:
+                raise ValueError(probabilities_message(type(loss).__name__, lo, hi, "loader's targets"))
+            return True
+        if span is None:               # other targets: checked on the first batch instead
             return False
         classes = output.shape[1]
         if span[0] < 0 or span[1] >= classes:

@@ -110,7 +110,11 @@ CASES = [
     ("float labels into NLLLoss", lambda t: pn.NLLLoss()(np.zeros((4, 3), F32), np.zeros(4, F32)), TypeError,
      r"needs integer class labels, got float32 targets: convert labels to integers \(y\.astype\(int64\)\)"),
     ("negative probabilities", lambda t: ce(np.zeros((2, 2), F32), np.full((2, 2), -0.5, F32)), ValueError,
-     r"non-negative class probabilities.*got a negative one \(min -0\.5\).*sum to 1"),
+     r"class probabilities in \[0, 1\].*the batch's targets hold a negative one \(min -0\.5\).*sum to 1"),
+    ("probabilities above 1", lambda t: ce(np.zeros((2, 2), F32), np.array([[2.0, 0.0], [0.0, 1.0]], F32)),
+     ValueError, r"class probabilities in \[0, 1\].*one above 1 \(max 2\).*y / y.sum\(1, keepdims=True\)"),
+    ("probabilities above 1 in a later batch of fit", lambda t: _fit_probabilities([[0.5, 0.5]] * 6 + [[0.0, 2.0]] * 2),
+     ValueError, r"class probabilities in \[0, 1\].*the loader's targets hold one above 1 \(max 2\)"),
     ("probabilities of another dtype", lambda t: ce(np.zeros((2, 2), F32), np.zeros((2, 2))), TypeError,
      r"float64 probability targets: convert the targets to float32"),
     ("NLL labels out of range", lambda t: pn.NLLLoss()(np.zeros((2, 3), F32), np.array([0, 3])), ValueError,
@@ -247,6 +251,12 @@ CASES = [
 def _fit_bad_labels():
     model = pn.Sequential(pn.Dense(2, 3))
     loader = pn.DataLoader(np.zeros((6, 2), F32), np.array([0, 1, 2, 5, 0, 1]), batch_size=3)
+    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
+
+
+def _fit_probabilities(rows):
+    model = pn.Sequential(pn.Dense(2, 2))
+    loader = pn.DataLoader(np.zeros((len(rows), 2), F32), np.array(rows, F32), batch_size=4)
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
 
 
