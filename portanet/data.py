@@ -93,7 +93,8 @@ class DataLoader:
             placement = "stream"
             if self._n:
                 first = x[0]
-                sample_dtype = np.asarray(first[0] if isinstance(first, tuple) else first).dtype
+                sample_dtype = _numeric(np.asarray(first[0] if isinstance(first, tuple) else first),
+                                        "Dataset sample x").dtype
         else:
             self.x, self.y = self._host(x, "x"), (None if y is None else self._host(y, "y"))
             self._n = len(self.x)
@@ -117,7 +118,7 @@ class DataLoader:
     # -- setup ----------------------------------------------------------------------------
     def _host(self, a, name):
         if isinstance(a, np.ndarray):
-            return a
+            return _numeric(a, name)
         if getattr(a, "requires_grad", False):
             a = a.detach()            # a torch tensor in a graph: its values are the data (no autograd here)
         shared = _cpu_view(a)
@@ -126,10 +127,12 @@ class DataLoader:
         if hasattr(a, "__array_namespace__") and not isinstance(a, (list, tuple)):
             dev = devices.device_of(a)
             return dev.to_host(a)
-        a = np.asarray(a)
-        if a.dtype == object:
-            raise TypeError(f"{name} must be a numeric array, got objects")
-        return a
+        try:
+            a = np.asarray(a)
+        except ValueError as e:       # ragged rows
+            raise ShapeError(f"DataLoader could not read {name} as one array: its samples differ in shape; give "
+                             "every sample the same shape (pad or crop them)") from e
+        return _numeric(a, name)
 
     def _label_host(self, y):
         if y.dtype.kind in "iub":
@@ -277,6 +280,21 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({self._n} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"device={self.device}, placement={self.placement!r})")
+
+
+def _numeric(a, name):
+    """``a`` when it holds numbers (bool, int, uint, float); strings, objects, complex numbers and dates are refused
+    by name, before NumPy converts them (or fails to) on some later batch."""
+    if a.dtype.kind in "biuf":
+        return a
+    kinds = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers", "M": "dates",
+             "m": "time spans"}
+    found = kinds.get(a.dtype.kind, f"{a.dtype} values")
+    v = name.split()[-1]
+    fix = (f"parse numbers first ({v}.astype(np.float32)), or encode categories as integers "
+           f"(np.unique({v}, return_inverse=True)[1])" if a.dtype.kind in "USO" else "convert them to real numbers")
+    raise TypeError(f"DataLoader's {name} holds {found} ({a.dtype}); it takes numbers (bool, int or float "
+                    f"arrays): {fix}")
 
 
 def _cpu_view(a):

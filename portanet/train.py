@@ -149,7 +149,7 @@ def _check_targets_once(loss, loader, output) -> bool:
 _FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
 
 
-def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
+def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
         verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
         capture="auto"):
     """Train ``model`` for ``epochs`` more epochs and return a History.
@@ -172,6 +172,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
                      before shuffling, as Keras does
     metrics          "auto": the accuracy the loss implies (portanet.metrics), none for a regression; or
                      names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none
+    callbacks        a list of Callbacks (one alone is taken as a list of one)
     verbose          1: a progress bar on a terminal, else a line per epoch; 0: nothing
     capture          "auto": on a CUDA backend (device="gpu", "torch:cuda") record one training step into a CUDA
                      graph after two warm-up steps and replay it for every full batch (portanet/step/capture.py),
@@ -189,6 +190,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     built from arrays starts at epoch 0 each call). A non-finite loss raises NonFiniteError naming the epoch
     and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept).
     """
+    _check_order(loss)
     data, y, given = _fit_positional(train_loader, args, y, dict(epochs=epochs, val_loader=val_loader,
                                                                  metrics=metrics, callbacks=callbacks,
                                                                  verbose=verbose))
@@ -202,10 +204,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
                                                   val_loader if val_loader is not None else validation_data,
                                                   validation_split)
     fns = _metrics.resolve(metrics, loss, model)
-    callbacks = list(callbacks or ())
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be portanet Callbacks, got {inputs.brief(cb)}")
+    callbacks = _callbacks(callbacks)
     history = History()
     trainer = Trainer(model, loss, optimizer, train_loader, history, verbose)
     for cb in callbacks:
@@ -227,6 +226,34 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def _check_order(loss):
+    """Keras' model.fit(x, y) habit, as fit(model, x, y): the data sits where the loss goes."""
+    if not isinstance(loss, Loss) and (inputs.is_array(loss) or inputs.is_pair(loss) or inputs.is_targets(loss)
+                                       or inputs.kind(loss) in ("loader", "dataset")):
+        raise TypeError(f"fit got {inputs.brief(loss)} where the loss goes: portanet's fit takes the loss and the "
+                        "optimizer before the data (Keras sets them in compile): pn.fit(model, pn.CrossEntropyLoss(), "
+                        "pn.optim.Adam(model.parameters()), x, y, epochs=10)")
+
+
+def _callbacks(callbacks):
+    """fit's callbacks as a list: one callback alone is taken as a list of one (Keras wants a list)."""
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if isinstance(callbacks, type) and issubclass(callbacks, Callback):
+        callbacks = [callbacks]
+    if not hasattr(callbacks, "__iter__") and callbacks is not None:
+        raise TypeError(f"callbacks must be a list of portanet Callbacks, got {inputs.brief(callbacks)}")
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            raise TypeError(f"callbacks got the class {cb.__name__}, not a callback: create one, "
+                            f"callbacks=[pn.{cb.__name__}(...)]")
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be portanet Callbacks (pn.EarlyStopping(...), ...), got "
+                            f"{inputs.brief(cb)}")
+    return callbacks
 
 
 def _fit_positional(data, args, y, given):

@@ -309,3 +309,13 @@ def test_numpy_numbers_train_as_python_numbers_on_every_backend(ctx):
     # and bool is not a number here, as before
     with pytest.raises(ValueError, match="batch_size must be a positive int, got True"):
         pn.DataLoader(x, y, batch_size=True)
+
+
+def test_one_callback_is_taken_as_a_list_of_one(ctx):
+    x, y = blobs()
+    logs = []
+    for callbacks in ([pn.EarlyStopping("loss", patience=0, min_delta=10.0)],
+                      pn.EarlyStopping("loss", patience=0, min_delta=10.0)):
+        model, opt = make(ctx)
+        logs.append(pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=5, callbacks=callbacks, verbose=0)["loss"])
+    assert len(logs[0]) == 2 and logs[0] == logs[1]        # stopped after the second epoch either way
