@@ -194,6 +194,79 @@ def test_bad_values_and_arguments_are_explained():
         pn.torch_state_dict(model, device="cpu")
 
 
+class AttributeNet(torch.nn.Module):
+    """The same architecture as portanet_mlp, written as PyTorch tutorials write it: layers as attributes."""
+
+    def __init__(self, dtype=torch.float32, fc2_first=False):
+        super().__init__()
+        if fc2_first:                      # registered in another order than forward uses them
+            self.fc2 = torch.nn.Linear(64, 5)
+        self.fc1 = torch.nn.Linear(20, 64)
+        self.bn = torch.nn.BatchNorm1d(64)
+        if not fc2_first:
+            self.fc2 = torch.nn.Linear(64, 5)
+        self.to(dtype)
+
+    def forward(self, x):
+        return self.fc2(self.bn(torch.relu(self.fc1(x))))
+
+
+def test_a_torch_model_with_attribute_names_loads_by_position(ctx):
+    dtype = TORCH_DTYPE[ctx.dtype_name]
+    torch.manual_seed(0)
+    tm = AttributeNet(dtype)
+    with torch.no_grad():
+        for _ in range(3):                 # running statistics and a batch count of 3
+            tm(torch.randn(32, 20, dtype=dtype))
+    tm.eval()
+    model = portanet_mlp(ctx.device, ctx.dtype_name)
+    before = model.state_dict()
+    with pytest.raises(pn.CheckpointError, match=r"missing 0.weight.*unexpected fc1.weight.*the names differ but the "
+                                                 r"arrays match one to one in order and shape.*by_position=True"):
+        pn.load_torch_state_dict(model, tm.state_dict())
+    # strict=False used to load nothing without a word
+    with pytest.warns(UserWarning, match=r"strict=False\) loaded nothing: none of the 9 keys \(fc1.weight.*"
+                                         r"pass by_position=True"):
+        result = pn.load_torch_state_dict(model, tm.state_dict(), strict=False)
+    assert len(result.missing_keys) == 8 and len(result.unexpected_keys) == 9
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
+    assert pn.load_torch_state_dict(model, tm.state_dict(), by_position=True) == ([], [])
+    assert model[2].num_batches_tracked == 3
+    model.eval()
+    x = inputs()
+    ctx.close(model(ctx.asarray(x)), tm(torch.from_numpy(x).to(dtype)))
+    # and back, under the PyTorch model's names
+    back = AttributeNet(dtype).eval()
+    back.load_state_dict(pn.torch_state_dict(model, keys=back.state_dict().keys()))
+    ctx.close(model(ctx.asarray(x)), back(torch.from_numpy(x).to(dtype)))
+    assert int(back.bn.num_batches_tracked) == 3
+
+
+def test_by_position_refuses_what_does_not_pair():
+    model = portanet_mlp()
+    before = model.state_dict()
+    # fc2 registered before fc1: the order is not forward's, and the shapes say so
+    with pytest.raises(pn.CheckpointError, match=r"by_position: array 0, PyTorch's 'fc2.weight', has shape \(5, 64\) "
+                                                 r"but pairs with '0.weight' of Dense\(20 -> 64\), which takes "
+                                                 r"\(64, 20\).*in order"):
+        pn.load_torch_state_dict(model, AttributeNet(fc2_first=True).state_dict(), by_position=True)
+    short = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5)).state_dict()
+    with pytest.raises(pn.CheckpointError, match=r"by_position: the PyTorch state_dict has 4 arrays .* but Sequential "
+                                                 r"has 8: the architectures differ"):
+        pn.load_torch_state_dict(model, {f"net.{k}": v for k, v in short.items()}, by_position=True)
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
+    # without strict, the leading pairs load and the rest is reported
+    small = pn.Sequential(pn.Dense(20, 64), pn.ReLU(), pn.Dense(64, 5), pn.Dense(5, 2))
+    result = pn.load_torch_state_dict(small, {f"net.{k}": v for k, v in short.items()}, strict=False,
+                                      by_position=True)
+    assert result == (["3.weight", "3.bias"], [])
+    np.testing.assert_array_equal(small[2].weight.data, short["2.weight"].numpy().T)
+    with pytest.raises(ValueError, match=r"torch_state_dict got 4 keys for the model's 9 tensors"):
+        pn.torch_state_dict(model, keys=short.keys())
+    with pytest.raises(ValueError, match=r"'fc2.weight' falls where the model has '2.num_batches_tracked'"):
+        pn.torch_state_dict(model, keys=["a", "b", "c", "d", "e", "f", "fc2.weight", "g", "h"])
+
+
 def test_portanet_load_state_dict_points_to_the_interop_for_torch_state():
     """The failure that asked for this module: a torch state_dict given to Module.load_state_dict."""
     tm = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5))
