@@ -172,24 +172,23 @@ def _ends_in_softmax(model, log=True):
 
 
 def targets_kind(targets) -> str | None:
-    """What host targets say about the problem: "labels" (integers or booleans), "binary" (floats, all 0 or 1,
+    """What targets (host arrays, or any library's) say about the problem: "labels" (integers or booleans), "binary" (floats, all 0 or 1,
     one-hot rows or one column), "multilabel" (0/1 rows that are not one-hot), "probabilities" (rows in [0, 1]
     summing to 1), "continuous" (any other floats: a regression), or None (no targets to look at)."""
     if targets is None:
         return None
-    import numpy as np
-
-    t = np.asarray(targets)
-    if t.dtype.kind in "iub":
+    t = targets
+    xp = array_api_compat.array_namespace(t)
+    if xp.isdtype(t.dtype, ("integral", "bool")):
         return "labels"
-    if t.dtype.kind != "f" or t.size == 0:
+    if not xp.isdtype(t.dtype, "real floating") or _numel(t) == 0:
         return None
-    if bool(np.all((t == 0) | (t == 1))):
-        if t.ndim == 2 and t.shape[1] > 1 and not bool(np.all(t.sum(axis=1) == 1)):
+    if bool(xp.all((t == 0) | (t == 1))):
+        if t.ndim == 2 and t.shape[1] > 1 and not bool(xp.all(xp.sum(t, axis=1) == 1)):
             return "multilabel"
         return "binary"
-    if t.ndim == 2 and t.shape[1] > 1 and float(t.min()) >= 0 and float(t.max()) <= 1 and \
-            bool(np.allclose(t.sum(axis=1), 1.0, atol=1e-3)):
+    if t.ndim == 2 and t.shape[1] > 1 and float(xp.min(t)) >= 0 and float(xp.max(t)) <= 1 and \
+            bool(xp.all(xp.abs(xp.sum(t, axis=1) - 1.0) <= 1e-3)):
         return "probabilities"
     return "continuous"
 
