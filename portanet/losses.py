@@ -23,6 +23,7 @@ import array_api_compat
 
 from . import devices
 from .backends import loss_value
+from .backends.quiet import quiet
 from .backends.kernels import REFUSALS
 from .errors import DeviceMismatchError, NotFittedError, ShapeError
 
@@ -131,6 +132,7 @@ def _require_float_target(loss, pred, target):
 class MSELoss(Loss):
     """mean((pred - target)^2). dL/dpred = 2 (pred - target) / N."""
 
+    @quiet
     def forward(self, pred, target):
         diff = pred - target
         self._cache = (diff,)
@@ -140,6 +142,7 @@ class MSELoss(Loss):
         super()._check_shapes(pred, target)
         _require_float_target(self, pred, target)
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         return diff * (2.0 * self._scale(_numel(diff)))
@@ -148,12 +151,14 @@ class MSELoss(Loss):
 class L1Loss(MSELoss):
     """mean|pred - target| (MAE). dL/dpred = sign(pred - target) / N (0 where they are equal)."""
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         diff = pred - target
         self._cache = (diff,)
         return self._reduce(xp.abs(diff), _numel(diff))
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         return self._xp.sign(diff) * self._scale(_numel(diff))
@@ -168,6 +173,7 @@ class HuberLoss(MSELoss):
         super().__init__(reduction, check_values)
         self.delta = float(delta)
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         diff = pred - target
@@ -176,6 +182,7 @@ class HuberLoss(MSELoss):
         per = xp.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
         return self._reduce(per, _numel(diff))
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         xp = self._xp
@@ -194,6 +201,7 @@ class BCELoss(MSELoss):
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BCELoss needs targets in [0, 1], got values outside that range")
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         log_p = xp.maximum(xp.log(pred), -100.0)
@@ -201,6 +209,7 @@ class BCELoss(MSELoss):
         self._cache = (pred, target)
         return self._reduce(-(target * log_p + (1.0 - target) * log_q), _numel(pred))
 
+    @quiet
     def _grad(self):
         pred, target = self._cache
         xp = self._xp
@@ -222,6 +231,7 @@ class BCEWithLogitsLoss(MSELoss):
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BCEWithLogitsLoss needs targets in [0, 1], got values outside that range")
 
+    @quiet
     def forward(self, z, target):
         xp = devices.namespace_of(z)
         a = xp.abs(z)
@@ -231,6 +241,7 @@ class BCEWithLogitsLoss(MSELoss):
         per = xp.where(w == 0, 0.0, a) * w + xp.log1p(e)      # 0, not 0 * inf, where w is 0 and z infinite
         return self._reduce(per, _numel(z))
 
+    @quiet
     def _grad(self):
         z, target, e = self._cache
         xp = self._xp
@@ -375,6 +386,7 @@ class CrossEntropyLoss(_ClassLoss):
         super().__init__(reduction, check_values)
         self.label_smoothing = float(label_smoothing)
 
+    @quiet
     def forward(self, z, target):
         xp = devices.namespace_of(z)
         n, c = z.shape
@@ -416,6 +428,7 @@ class CrossEntropyLoss(_ClassLoss):
         self._cache = (e, s, t, labels)
         return total / n if self.reduction == "mean" else total
 
+    @quiet
     def _grad(self):
         e, s, t, labels = self._cache
         if labels == "fused":
@@ -439,6 +452,7 @@ class NLLLoss(_ClassLoss):
     row makes the loss NaN, as in every loss here.
     """
 
+    @quiet
     def forward(self, log_probs, target):
         xp = devices.namespace_of(log_probs)
         n, c = log_probs.shape
@@ -447,6 +461,7 @@ class NLLLoss(_ClassLoss):
         # -log_probs at the label (and at a NaN); elsewhere t: 0, or NaN on the row of a bad label
         return self._reduce(xp.where(hit | xp.isnan(log_probs), -log_probs, t), n)
 
+    @quiet
     def _grad(self):
         (t,) = self._cache
         return -t * self._scale(t.shape[0])
@@ -464,6 +479,7 @@ class HingeLoss(_ClassLoss):
         super().__init__(reduction, check_values)
         self.margin = float(margin)
 
+    @quiet
     def forward(self, scores, target):
         xp = devices.namespace_of(scores)
         n, c = scores.shape
@@ -475,6 +491,7 @@ class HingeLoss(_ClassLoss):
         self._cache = (margins, t)
         return self._reduce(margins / c, n)
 
+    @quiet
     def _grad(self):
         margins, t = self._cache
         xp = self._xp

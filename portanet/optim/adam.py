@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..backends.quiet import quiet
 from .optimizer import Optimizer
 
 
@@ -28,6 +29,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad), unknown)
 
+    @quiet          # g * g overflowing to inf is the documented edge (class docstring)
     def _update(self, p, g, state, group):
         xp = self.xp
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
