@@ -13,6 +13,7 @@ import numpy as np
 from . import devices
 from . import random as _random
 from ._numbers import is_int
+from ._words import a as _a
 from .backends.kernels import REFUSALS
 from .errors import ShapeError
 
@@ -85,7 +86,7 @@ class DataLoader:
         if not _is_array(x) and hasattr(x, "__getitem__") and hasattr(x, "__len__") and \
                 not (isinstance(x, (list, tuple)) and y is not None):
             if y is not None:
-                raise TypeError(f"DataLoader got a {type(x).__name__} (a Dataset) and y: a Dataset yields its own "
+                raise TypeError(f"DataLoader got {_a(type(x).__name__)} (a Dataset) and y: a Dataset yields its own "
                                 "targets as (x_i, y_i); drop y")
             self._dataset = x
             self._n = len(x)

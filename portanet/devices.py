@@ -10,7 +10,8 @@ import os
 
 from . import backends
 from . import random as _random
-from .errors import DeviceError, DeviceMismatchError
+from ._words import a as _a
+from .errors import DeviceError, DeviceMismatchError, DeviceUnavailableError
 
 VALID_SPECS = ("cpu", "gpu", "gpu:N", "cuda", "cuda:N", "auto", "numpy", "cupy", "cupy:N",
                "torch", "torch:cpu", "torch:cuda:N", "strict", "strict:CPU_DEVICE", "strict:device1")
@@ -193,10 +194,10 @@ def describe(a) -> str:
         try:
             b = backends.get(bname)
             if b.unavailable() is None and isinstance(a, b.array_types()):
-                return f"a {name} on {b.label(b.device_of(a))}"
+                return f"{_a(name)} on {b.label(b.device_of(a))}"
         except Exception:
             continue
-    return f"a {name}"
+    return _a(name)
 
 
 def device_of(a) -> Device:
@@ -244,7 +245,15 @@ def set_default_device(spec) -> Device:
 def default_device() -> Device:
     if _default_spec is not None:
         return _default_spec
-    return device(os.environ.get("PORTANET_DEVICE") or "cpu")
+    spec = os.environ.get("PORTANET_DEVICE")
+    if not spec:
+        return device("cpu")
+    try:
+        return device(spec)
+    except (DeviceError, DeviceUnavailableError) as e:
+        # the user may not know the variable is set: name it, and the way out
+        raise type(e)(f"PORTANET_DEVICE={spec!r} in the environment sets the default device, and {e}; change or "
+                      "unset PORTANET_DEVICE, or pass device= explicitly") from e
 
 
 def device(spec=None) -> Device:
@@ -272,7 +281,11 @@ def _resolve(spec: str) -> Device:
         return _make("numpy", None)
     for alias in ("gpu", "cuda", "cupy"):
         if low == alias or low.startswith(alias + ":"):
-            return _make("cupy", low[len(alias) + 1:] if ":" in low else None)
+            index = low[len(alias) + 1:] if ":" in low else None
+            if index is not None and not index.isdigit():     # the spec's form, before asking for CuPy and a GPU
+                raise DeviceError(f"unknown device '{spec}': the GPU index after '{alias}:' must be a whole number "
+                                  f"('{alias}:0', '{alias}:1'); use one of {', '.join(repr(s) for s in VALID_SPECS)}")
+            return _make("cupy", index)
     name, _, rest = spec.partition(":")
     if name.lower() in ("numpy", "torch", "strict"):
         return _make(name.lower(), rest or None)

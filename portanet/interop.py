@@ -37,6 +37,7 @@ import warnings
 from collections import OrderedDict, namedtuple
 
 from . import devices
+from ._words import a as _a
 from .errors import CheckpointError, DeviceMismatchError
 from .module import Module
 
@@ -264,7 +265,7 @@ def _take(device, key, value, target):
     expected = tuple(reversed(own)) if transposed else own
     shape = getattr(value, "shape", None)
     if shape is None:
-        raise CheckpointError(f"'{key}' is a {type(value).__name__}, not an array: a state_dict maps names to "
+        raise CheckpointError(f"'{key}' is {_a(type(value).__name__)}, not an array: a state_dict maps names to "
                               "tensors or arrays")
     shape = tuple(shape)
     if shape != expected:
