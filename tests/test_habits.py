@@ -319,3 +319,10 @@ def test_one_callback_is_taken_as_a_list_of_one(ctx):
         model, opt = make(ctx)
         logs.append(pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=5, callbacks=callbacks, verbose=0)["loss"])
     assert len(logs[0]) == 2 and logs[0] == logs[1]        # stopped after the second epoch either way
+
+
+def test_save_keeps_numpy_numbers_as_numbers(tmp_path):
+    model = pn.Dense(2, 2)
+    pn.save(tmp_path / "c.npz", model, epoch=np.int64(3), accuracy=np.float32(0.5), best=np.bool_(True))
+    meta = pn.load(tmp_path / "c.npz", model)
+    assert meta == {"epoch": 3, "accuracy": 0.5, "best": True} and type(meta["epoch"]) is int
