@@ -171,7 +171,8 @@ def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None,
                      the same, by Keras' name); ``validation_split=f`` holds out the last fraction f of x, y
                      before shuffling, as Keras does
     metrics          "auto": the accuracy the loss implies (portanet.metrics), none for a regression; or
-                     names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none
+                     names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none. binary_accuracy
+                     thresholds where the loss says the outputs are split: logits at 0, probabilities at 0.5
     callbacks        a list of Callbacks (one alone is taken as a list of one)
     verbose          1: a progress bar on a terminal, else a line per epoch; 0: nothing
     capture          "auto": on a CUDA backend (device="gpu", "torch:cuda") record one training step into a CUDA
