@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from . import devices
+from ._words import a as _a
 from .errors import CheckpointError, DeviceMismatchError, NotFittedError, ShapeError
 
 
@@ -482,8 +483,10 @@ def check_gradient(module, dy, out, where, whose="the model's"):
                          f"forward's batch: {fix}")
     if dtype is not None and dy.dtype != dtype:
         have, need = dev.dtype_name(dy.dtype), dev.dtype_name(dtype)
-        raise TypeError(f"{where} got a {have} gradient; it takes {want} (portanet never upcasts silently: every "
-                        f"grad would become {have}): {fix}, or convert it with xp.astype(dy, xp.{need})")
+        why = (f"portanet never upcasts silently: every grad would become {have}" if have == "float64" else
+               "portanet never converts silently")
+        raise TypeError(f"{where} got {_a(have)} gradient; it takes {want} ({why}): {fix}, or convert it with "
+                        f"xp.astype(dy, xp.{need})")
     return dy
 
 
