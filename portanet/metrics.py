@@ -172,9 +172,10 @@ def _ends_in_softmax(model, log=True):
 
 
 def targets_kind(targets) -> str | None:
-    """What targets (host arrays, or any library's) say about the problem: "labels" (integers or booleans), "binary" (floats, all 0 or 1,
-    one-hot rows or one column), "multilabel" (0/1 rows that are not one-hot), "probabilities" (rows in [0, 1]
-    summing to 1), "continuous" (any other floats: a regression), or None (no targets to look at)."""
+    """What targets (host arrays, or any library's) say about the problem: "labels" (integers or booleans),
+    "binary" (floats, all 0 or 1, one-hot rows or one column), "multilabel" (0/1 rows that are not one-hot),
+    "probabilities" (rows in [0, 1] summing to 1), "continuous" (any other floats: a regression), or None (no
+    targets to look at)."""
     if targets is None:
         return None
     t = targets

@@ -149,8 +149,8 @@ def _check_targets_once(loss, loader, output) -> bool:
 _FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
 
 
-def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
-        verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
+def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None, val_loader=None, metrics="auto",
+        callbacks=(), verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
         capture="auto"):
     """Train ``model`` for ``epochs`` more epochs and return a History.
 
