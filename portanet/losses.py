@@ -386,12 +386,10 @@ class CrossEntropyLoss(_ClassLoss):
         super().__init__(reduction, check_values)
         self.label_smoothing = float(label_smoothing)
 
-    @quiet
     def forward(self, z, target):
         xp = devices.namespace_of(z)
-        n, c = z.shape
-        labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
-        if labels and not self.label_smoothing:     # the kernel takes int64 labels only
+        n = z.shape[0]
+        if target.ndim == 1 and not self.label_smoothing:     # the kernel takes int64 labels only
             fused = devices.kernel_for(z, "softmax_ce")
             if fused is not None:   # loss and gradient in one pass (backends/kernels.py); same math as below
                 grad = xp.empty_like(z)
@@ -402,6 +400,12 @@ class CrossEntropyLoss(_ClassLoss):
                 else:
                     self._cache = (grad, None, None, "fused")
                     return xp.asarray(total / n if self.reduction == "mean" else total, dtype=z.dtype)
+        return self._standard(xp, z, target)
+
+    @quiet      # the kernel above warns of nothing; this code meets inf - inf on purpose (class docstring)
+    def _standard(self, xp, z, target):
+        n, c = z.shape
+        labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
         m = xp.max(z, axis=1, keepdims=True)
         shifted = xp.where(z == m, 0.0, z - m)          # 0 at the max even when it is infinite (class docstring)
         e = xp.exp(shifted)
@@ -428,11 +432,14 @@ class CrossEntropyLoss(_ClassLoss):
         self._cache = (e, s, t, labels)
         return total / n if self.reduction == "mean" else total
 
-    @quiet
     def _grad(self):
         e, s, t, labels = self._cache
         if labels == "fused":
             return e
+        return self._standard_grad(e, s, t, labels)
+
+    @quiet
+    def _standard_grad(self, e, s, t, labels):
         n = e.shape[0]
         p = e / s
         if labels:  # each row of t sums to 1, so d/dz of -sum t log softmax(z) is exactly p - t
