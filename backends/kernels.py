@@ -32,6 +32,7 @@ capped by PORTANET_KERNEL_THREADS or ``set_threads``; 1 where NumPy's BLAS is no
 """
 from __future__ import annotations
 
+import numbers
 import os
 
 try:
@@ -50,11 +51,11 @@ _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false",
 def set_threads(n: int | None) -> int | None:
     """Split kernels over at most ``n`` threads (1: the calling thread only); None: as many as OpenBLAS uses.
     Returns the previous setting."""
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+    if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1):
         raise ValueError(f"set_threads takes a positive int or None, got {n!r}")
     if _compiled is None:
         return None
-    return _compiled.set_threads(n or 0) or None
+    return _compiled.set_threads(int(n or 0)) or None
 
 
 def threads() -> int:

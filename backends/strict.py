@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._words import a as _a
 from .base import Backend, DeviceError, DeviceUnavailableError, NumpyHostGenerator
 
 
@@ -57,7 +58,7 @@ class StrictBackend(Backend):
             return xp.asarray(a, copy=True) if copy else a
         host = np.asarray(host)
         if host.dtype == np.float16 or host.dtype.kind not in "biuf":
-            raise TypeError(f"cannot place a {host.dtype} array on {self.label(native)}")
+            raise TypeError(f"cannot place {_a(host.dtype)} array on {self.label(native)}")
         return xp.asarray(host, device=native, dtype=dtype, copy=copy)
 
     def to_host(self, a):

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import math
 
+from .backends.quiet import quiet_overflow
+
 _SQRT_PI = math.sqrt(math.pi)
 _CUT = 2.5        # |x| below: Taylor series; above: continued fraction for erfc
 _SERIES_TERMS = 40
 _FRACTION_TERMS = 60
 
 
+@quiet_overflow      # b * b overflows for huge |x|: exp(-inf) = 0, erf = +-1, the limit
 def erf(xp, x):
     """erf(x) to about 1e-14 absolute in float64 (float32 rounds it), for any x.
 

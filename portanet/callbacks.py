@@ -5,6 +5,7 @@ import csv
 import math
 import os
 
+from ._numbers import is_int, is_real
 from .errors import NonFiniteError
 
 
@@ -78,10 +79,13 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False,
                  baseline=None, start_from_epoch=0):
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+        if not is_int(patience) or patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if not isinstance(start_from_epoch, int) or start_from_epoch < 0:
+        if not is_int(start_from_epoch) or start_from_epoch < 0:
             raise ValueError(f"start_from_epoch must be an int >= 0, got {start_from_epoch!r}")
+        if not is_real(min_delta) or min_delta != min_delta:
+            raise ValueError(f"min_delta must be a number, got {min_delta!r}")
+        patience, start_from_epoch = int(patience), int(start_from_epoch)
         self.monitor, self.patience, self.min_delta = monitor, patience, abs(float(min_delta))
         self.mode = _mode(monitor, mode)
         self.baseline = None if baseline is None else float(baseline)

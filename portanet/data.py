@@ -12,6 +12,8 @@ import numpy as np
 
 from . import devices
 from . import random as _random
+from ._numbers import is_int
+from ._words import a as _a
 from .backends.kernels import REFUSALS
 from .errors import ShapeError
 
@@ -37,7 +39,8 @@ class DataLoader:
     x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset (``__len__``,
                    ``__getitem__`` returning host arrays x_i or pairs (x_i, y_i)) as x with y=None; an ArrayDataset
                    is read as its two arrays. Another library's arrays in CPU memory (torch CPU tensors) are used
-                   in place through DLPack; GPU arrays are read back to the host once
+                   in place through DLPack (a tensor that requires grad as ``t.detach()``: its values); GPU arrays
+                   are read back to the host once
     batch_size     samples per batch; the last batch is smaller unless drop_last
     shuffle        a fresh permutation each epoch, drawn on the host from (seed, epoch): the same seed
                    gives the same batches on every backend, and resuming at epoch e needs only e
@@ -60,8 +63,9 @@ class DataLoader:
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None, device=None,
                  transform=None, placement="auto", dtype="float32", scale=None):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = int(batch_size)
         if placement not in ("auto", "device", "stream"):
             raise ValueError(f"placement must be 'auto', 'device' or 'stream', got {placement!r}")
         if transform is not None and not callable(transform):
@@ -82,7 +86,7 @@ class DataLoader:
         if not _is_array(x) and hasattr(x, "__getitem__") and hasattr(x, "__len__") and \
                 not (isinstance(x, (list, tuple)) and y is not None):
             if y is not None:
-                raise TypeError(f"DataLoader got a {type(x).__name__} (a Dataset) and y: a Dataset yields its own "
+                raise TypeError(f"DataLoader got {_a(type(x).__name__)} (a Dataset) and y: a Dataset yields its own "
                                 "targets as (x_i, y_i); drop y")
             self._dataset = x
             self._n = len(x)
@@ -90,7 +94,8 @@ class DataLoader:
             placement = "stream"
             if self._n:
                 first = x[0]
-                sample_dtype = np.asarray(first[0] if isinstance(first, tuple) else first).dtype
+                sample_dtype = _numeric(np.asarray(first[0] if isinstance(first, tuple) else first),
+                                        "Dataset sample x").dtype
         else:
             self.x, self.y = self._host(x, "x"), (None if y is None else self._host(y, "y"))
             self._n = len(self.x)
@@ -114,17 +119,21 @@ class DataLoader:
     # -- setup ----------------------------------------------------------------------------
     def _host(self, a, name):
         if isinstance(a, np.ndarray):
-            return a
+            return _numeric(a, name)
+        if getattr(a, "requires_grad", False):
+            a = a.detach()            # a torch tensor in a graph: its values are the data (no autograd here)
         shared = _cpu_view(a)
         if shared is not None:
             return shared
         if hasattr(a, "__array_namespace__") and not isinstance(a, (list, tuple)):
             dev = devices.device_of(a)
             return dev.to_host(a)
-        a = np.asarray(a)
-        if a.dtype == object:
-            raise TypeError(f"{name} must be a numeric array, got objects")
-        return a
+        try:
+            a = np.asarray(a)
+        except ValueError as e:       # ragged rows
+            raise ShapeError(f"DataLoader could not read {name} as one array: its samples differ in shape; give "
+                             "every sample the same shape (pad or crop them)") from e
+        return _numeric(a, name)
 
     def _label_host(self, y):
         if y.dtype.kind in "iub":
@@ -272,6 +281,21 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({self._n} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"device={self.device}, placement={self.placement!r})")
+
+
+def _numeric(a, name):
+    """``a`` when it holds numbers (bool, int, uint, float); strings, objects, complex numbers and dates are refused
+    by name, before NumPy converts them (or fails to) on some later batch."""
+    if a.dtype.kind in "biuf":
+        return a
+    kinds = {"U": "strings", "S": "bytes", "O": "Python objects", "c": "complex numbers", "M": "dates",
+             "m": "time spans"}
+    found = kinds.get(a.dtype.kind, f"{a.dtype} values")
+    v = name.split()[-1]
+    fix = (f"parse numbers first ({v}.astype(np.float32)), or encode categories as integers "
+           f"(np.unique({v}, return_inverse=True)[1])" if a.dtype.kind in "USO" else "convert them to real numbers")
+    raise TypeError(f"DataLoader's {name} holds {found} ({a.dtype}); it takes numbers (bool, int or float "
+                    f"arrays): {fix}")
 
 
 def _cpu_view(a):

@@ -10,7 +10,8 @@ import os
 
 from . import backends
 from . import random as _random
-from .errors import DeviceError, DeviceMismatchError
+from ._words import a as _a
+from .errors import DeviceError, DeviceMismatchError, DeviceUnavailableError
 
 VALID_SPECS = ("cpu", "gpu", "gpu:N", "cuda", "cuda:N", "auto", "numpy", "cupy", "cupy:N",
                "torch", "torch:cpu", "torch:cuda:N", "strict", "strict:CPU_DEVICE", "strict:device1")
@@ -76,7 +77,11 @@ class Device:
     def asarray(self, host, dtype=None, copy=None):
         """``host`` (a NumPy array, anything NumPy takes, or an array of another library) as an array here.
         Another library's array already on this device (a torch CPU tensor for "cpu", a torch CUDA tensor for
-        "gpu:0") is taken through DLPack without a copy unless ``dtype`` or ``copy`` asks for one."""
+        "gpu:0") is taken through DLPack without a copy unless ``dtype`` or ``copy`` asks for one. A torch tensor
+        that requires grad is taken as its values (``t.detach()``, the same memory): portanet keeps no autograd
+        graph, and data is what asarray is for."""
+        if getattr(host, "requires_grad", False):
+            host = host.detach()
         if (not isinstance(host, self._types) and self._dlpack is not None and hasattr(host, "__dlpack__")
                 and not _is_host_array(host)):
             shared = self.from_dlpack(host)
@@ -150,6 +155,9 @@ class Device:
 
     def check(self, a, where: str, fix: str = "") -> None:
         if not self.holds(a):
+            if not fix and getattr(a, "requires_grad", False) and self.from_dlpack(a.detach()) is not None:
+                # torch will not share a tensor of its graph through DLPack; its detached values it shares
+                fix = "it requires grad, and portanet keeps no autograd graph: pass x.detach() (the same memory)"
             raise DeviceMismatchError(f"{where} is on {self.label} but got {describe(a)}: "
                                       + (fix or f"move it with {self!r}.asarray(x), or pass device='{self.label}' "
                                          "to the DataLoader"))
@@ -186,10 +194,10 @@ def describe(a) -> str:
         try:
             b = backends.get(bname)
             if b.unavailable() is None and isinstance(a, b.array_types()):
-                return f"a {name} on {b.label(b.device_of(a))}"
+                return f"{_a(name)} on {b.label(b.device_of(a))}"
         except Exception:
             continue
-    return f"a {name}"
+    return _a(name)
 
 
 def device_of(a) -> Device:
@@ -237,7 +245,15 @@ def set_default_device(spec) -> Device:
 def default_device() -> Device:
     if _default_spec is not None:
         return _default_spec
-    return device(os.environ.get("PORTANET_DEVICE") or "cpu")
+    spec = os.environ.get("PORTANET_DEVICE")
+    if not spec:
+        return device("cpu")
+    try:
+        return device(spec)
+    except (DeviceError, DeviceUnavailableError) as e:
+        # the user may not know the variable is set: name it, and the way out
+        raise type(e)(f"PORTANET_DEVICE={spec!r} in the environment sets the default device, and {e}; change or "
+                      "unset PORTANET_DEVICE, or pass device= explicitly") from e
 
 
 def device(spec=None) -> Device:
@@ -265,7 +281,11 @@ def _resolve(spec: str) -> Device:
         return _make("numpy", None)
     for alias in ("gpu", "cuda", "cupy"):
         if low == alias or low.startswith(alias + ":"):
-            return _make("cupy", low[len(alias) + 1:] if ":" in low else None)
+            index = low[len(alias) + 1:] if ":" in low else None
+            if index is not None and not index.isdigit():     # the spec's form, before asking for CuPy and a GPU
+                raise DeviceError(f"unknown device '{spec}': the GPU index after '{alias}:' must be a whole number "
+                                  f"('{alias}:0', '{alias}:1'); use one of {', '.join(repr(s) for s in VALID_SPECS)}")
+            return _make("cupy", index)
     name, _, rest = spec.partition(":")
     if name.lower() in ("numpy", "torch", "strict"):
         return _make(name.lower(), rest or None)

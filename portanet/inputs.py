@@ -9,8 +9,10 @@
 """
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
+from ._numbers import is_int
+from ._words import a as _a
 from .data import DataLoader
 from .errors import DeviceMismatchError, ShapeError
 
@@ -41,10 +43,6 @@ def is_dataset(a) -> bool:
             and not is_array(a) and not isinstance(a, DataLoader))
 
 
-def is_int(a) -> bool:
-    return isinstance(a, Integral) and not isinstance(a, bool)
-
-
 def kind(data, y=None) -> str:
     """'loader', 'arrays', 'dataset', 'batches' (another iterable) or 'unknown'. A list given with y is x's rows."""
     if isinstance(data, DataLoader):
@@ -61,7 +59,7 @@ def kind(data, y=None) -> str:
 def brief(a) -> str:
     """A short description for messages: never the array itself."""
     if is_array(a) or hasattr(a, "shape"):
-        return f"a {type(a).__module__.split('.')[0]}.{type(a).__name__} of shape {tuple(a.shape)}"
+        return f"{_a(type(a).__module__.split('.')[0] + '.' + type(a).__name__)} of shape {tuple(a.shape)}"
     if isinstance(a, (list, tuple)):
         return f"a {type(a).__name__} of {len(a)} items"
     text = repr(a)
@@ -106,7 +104,7 @@ def build(model, data, y, batch_size, shuffle, what):
         raise ValueError(f"batch_size must be a positive int, got {brief(batch_size)}")
     if kind(data, y) == "dataset":
         if y is not None:
-            raise TypeError(f"{what} got a {type(data).__name__} and y: a Dataset yields its own targets; drop y")
+            raise TypeError(f"{what} got {_a(type(data).__name__)} and y: a Dataset yields its own targets; drop y")
         x = data
     else:
         x, y = _xy(data, y, what)

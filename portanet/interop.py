@@ -22,12 +22,22 @@ model's device (a torch CPU tensor for a "cpu" model, a torch CUDA tensor for "g
 with no trip through host memory; anything else goes through the host. Either way the values are copied into the
 model's own arrays (as torch's load_state_dict copies into its parameters), in its dtype: nothing is shared with
 the PyTorch model afterwards.
+
+Other names, the same arrays. A PyTorch model written as an ``nn.Module`` subclass names its layers after its
+attributes (``fc1.weight``, ``bn.running_mean``) where the portanet Sequential has ``0.weight``, ``1.running_mean``.
+``by_position=True`` pairs the two state_dicts' arrays in order instead of by name: PyTorch's order is each module's
+parameters, then its buffers, then its children in the order ``__init__`` assigned them, so it is the forward order
+when ``__init__`` creates the layers in the order ``forward`` uses them. Every pair must agree in shape (up to the
+transposes above), which catches most orders that differ; layers of equal shapes in another order it cannot
+catch. ``torch_state_dict(model, keys=torch_model.state_dict().keys())`` names the tensors the other way.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict, namedtuple
 
 from . import devices
+from ._words import a as _a
 from .errors import CheckpointError, DeviceMismatchError
 from .module import Module
 
@@ -38,18 +48,24 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 IncompatibleKeys.__doc__ = "What load_torch_state_dict skipped with strict=False, as torch's load_state_dict says it."
 
 
-def load_torch_state_dict(model, state_dict, strict=True):
+def load_torch_state_dict(model, state_dict, strict=True, by_position=False):
     """Load a PyTorch ``state_dict`` (``torch_model.state_dict()``, or ``torch.load(path)``) into ``model``,
     transposing the weights whose layout differs (see the module docstring). The inverse of torch_state_dict.
 
-    strict   True: the keys must match exactly (torch's num_batches_tracked may be absent, as in checkpoints from
-             PyTorch before 0.4.1). False: keys missing on either side are skipped and returned, as PyTorch does;
-             a shape that disagrees is an error either way.
+    strict       True: the keys must match exactly (torch's num_batches_tracked may be absent, as in checkpoints
+                 from PyTorch before 0.4.1). False: keys missing on either side are skipped and returned, as
+                 PyTorch does, and a UserWarning says so when that leaves nothing to load; a shape that disagrees is
+                 an error either way.
+    by_position  True: pair the arrays in order, not by name (an ``nn.Module`` whose layers are attributes,
+                 ``fc1``/``fc2``; module docstring); each pair must agree in shape. With strict, the counts must
+                 agree too; without, the arrays past the shorter side are returned as missing or unexpected.
 
-    Returns IncompatibleKeys(missing_keys, unexpected_keys), in PyTorch's key names. Raises CheckpointError naming
-    the key (with the expected shape, and a hint where the array is the transpose of it) for a wrong shape or
-    non-numeric data; TypeError for something that is not a mapping of arrays. Every value is checked before
-    anything is written, so a failed load leaves the model as it was."""
+    Returns IncompatibleKeys(missing_keys, unexpected_keys): portanet's names of what was not loaded, and the
+    state_dict's of what was not used. Raises CheckpointError naming the key (with the expected shape, and a hint
+    where the array is the transpose of it) for a wrong shape or non-numeric data, and, where names differ but the
+    arrays match one to one in order and shape, saying ``by_position=True``; TypeError for something that is not a
+    mapping of arrays. Every value is checked before anything is written, so a failed load leaves the model as it
+    was."""
     if not isinstance(model, Module):
         raise TypeError(f"load_torch_state_dict needs a portanet Module as model, got {type(model).__name__}")
     if not hasattr(state_dict, "items") or not hasattr(state_dict, "keys"):
@@ -57,13 +73,26 @@ def load_torch_state_dict(model, state_dict, strict=True):
                else "pass a mapping of names to arrays, such as torch_model.state_dict()")
         raise TypeError(f"load_torch_state_dict got {type(state_dict).__name__}: {fix}")
     targets, counters = _targets(model)
-    missing = [k for k in targets if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in targets and k not in counters]
-    if strict and (missing or unexpected):
-        raise CheckpointError(_key_message(model, missing, unexpected, list(state_dict)))
+    if by_position:
+        pairs, count_keys, missing, unexpected = _by_position(model, targets, counters, state_dict, strict)
+    else:
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets and k not in counters]
+        if strict and (missing or unexpected):
+            raise CheckpointError(_key_message(model, missing, unexpected, list(state_dict),
+                                               _fits_by_position(targets, state_dict)))
+        pairs = [(key, key) for key in targets if key in state_dict]
+        count_keys = [(m, key) for key, m in counters.items() if key in state_dict]
+        if not pairs and targets:
+            hint = (" The arrays match one to one in order and shape: pass by_position=True to load them by "
+                    "position." if _fits_by_position(targets, state_dict) else " Build the same architecture, "
+                    "with the same names (PyTorch's nn.Sequential numbers its layers as portanet's Sequential does).")
+            warnings.warn(f"load_torch_state_dict(strict=False) loaded nothing: none of the {len(state_dict)} keys "
+                          f"({_first(list(state_dict))}) is one of the model's ({_first(list(targets))})." + hint,
+                          stacklevel=2)
     device = model.device
-    staged = [(t, _take(device, key, state_dict[key], t)) for key, t in targets.items() if key in state_dict]
-    counts = [(m, _count(key, state_dict[key])) for key, m in counters.items() if key in state_dict]
+    staged = [(targets[ours], _take(device, theirs, state_dict[theirs], targets[ours])) for ours, theirs in pairs]
+    counts = [(m, _count(key, state_dict[key])) for m, key in count_keys]
     # written into the model's own arrays, as torch's param.copy_(value) does: whatever holds them (an optimizer,
     # a flat parameter buffer) keeps holding the loaded values
     for (module, name, kind, _), array in staged:
@@ -78,13 +107,16 @@ def load_torch_state_dict(model, state_dict, strict=True):
     return IncompatibleKeys(missing, unexpected)
 
 
-def torch_state_dict(model, device=None):
+def torch_state_dict(model, device=None, keys=None):
     """``model``'s parameters and buffers as a PyTorch state_dict: an OrderedDict of torch tensors in PyTorch's
     names, order and layout, which ``torch_model.load_state_dict`` takes for the same architecture (strict).
 
     device   the torch device of the tensors ("torch:cpu", "torch:cuda:0"). Default: the model's own when it is
              on torch; torch:cuda:N for a model on gpu:N; else torch:cpu. A model on the same physical device is
              read through DLPack, without a trip through host memory.
+    keys     names for the tensors, in order: ``torch_model.state_dict().keys()`` of a PyTorch model with the same
+             arrays under other names (``fc1.weight``; by position, as load_torch_state_dict's by_position). Their
+             number and their batch counts (num_batches_tracked) must fall where the model's do (ValueError).
 
     The tensors are copies (C-contiguous, the model's dtype), so training either model leaves the other alone.
     BatchNorm layers also give torch's num_batches_tracked (int64). Needs PyTorch (DeviceUnavailableError
@@ -103,7 +135,20 @@ def torch_state_dict(model, device=None):
             m = counters[count_key]
             out[count_key] = target.xp.asarray(int(getattr(m, COUNT, 0)), dtype=target.xp.int64,
                                                device=target.native)
-    return out
+    return out if keys is None else _renamed(out, list(keys))
+
+
+def _renamed(out, keys):
+    """``out`` under ``keys``, by position; batch counts must meet batch counts."""
+    ours = list(out)
+    if len(keys) != len(ours):
+        raise ValueError(f"torch_state_dict got {len(keys)} keys for the model's {len(ours)} tensors ({_first(ours)}):"
+                         " give the PyTorch model's state_dict().keys() for the same architecture")
+    for mine, key in zip(ours, keys):
+        if mine.endswith(COUNT) != str(key).endswith(COUNT):
+            raise ValueError(f"torch_state_dict keys: '{key}' falls where the model has '{mine}': the PyTorch "
+                             "model's layers differ from this one's, or come in another order")
+    return OrderedDict(zip(keys, out.values()))
 
 
 # -- keys ---------------------------------------------------------------------------------------------------------
@@ -142,19 +187,72 @@ def _count_key_after(key, counters):
     return None
 
 
-def _key_message(model, missing, unexpected, given):
+def _first(keys, n=5):
+    return f"{', '.join(str(k) for k in keys[:n])}{' ...' if len(keys) > n else ''}"
+
+
+def _key_message(model, missing, unexpected, given, positional=False):
     parts = []
     if missing:
-        parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        parts.append(f"missing {_first(missing)}")
     if unexpected:
-        parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    fix = "build the same architecture as the PyTorch model, or pass strict=False to load the keys that match"
+        parts.append(f"unexpected {_first(unexpected)}")
+    if positional:
+        fix = ("the names differ but the arrays match one to one in order and shape (a PyTorch model whose layers "
+               "are attributes, fc1/fc2): pass by_position=True to load them by position, or strict=False to load only "
+               "the keys that match")
+    else:
+        fix = ("build the same architecture as the PyTorch model (layer for layer: the arrays do not match in order "
+               "and shape either), or pass strict=False to load the keys that match")
     for prefix in ("module.", "_orig_mod."):
         if given and all(k.startswith(prefix) for k in given):
             fix = (f"every key starts with '{prefix}' (saved from a wrapped model: DataParallel, "
                    f"DistributedDataParallel or torch.compile): strip it first, "
                    f"{{k.removeprefix('{prefix}'): v for k, v in sd.items()}}")
     return f"the PyTorch state_dict does not fit {type(model).__name__}: {'; '.join(parts)}. Fix: {fix}"
+
+
+def _torch_shape(target):
+    """The shape PyTorch stores a target's array in."""
+    module, name, kind, transposed = target
+    current = module._parameters[name].data if kind == "param" else module._buffers[name]
+    own = tuple(current.shape)
+    return tuple(reversed(own)) if transposed else own
+
+
+def _arrays(state_dict):
+    """The state_dict's keys other than BatchNorm's batch counts, in its order (what pairs with portanet's arrays)."""
+    return [k for k in state_dict if not str(k).endswith(COUNT)]
+
+
+def _fits_by_position(targets, state_dict) -> bool:
+    theirs = _arrays(state_dict)
+    return len(theirs) == len(targets) > 0 and all(
+        tuple(getattr(state_dict[k], "shape", ())) == _torch_shape(t) for k, t in zip(theirs, targets.values()))
+
+
+def _by_position(model, targets, counters, state_dict, strict):
+    """(pairs (portanet key, state_dict key), counts (module, key), missing, unexpected) pairing arrays in order."""
+    ours, theirs = list(targets), _arrays(state_dict)
+    if strict and len(ours) != len(theirs):
+        raise CheckpointError(f"by_position: the PyTorch state_dict has {len(theirs)} arrays (besides batch counts) "
+                              f"but {type(model).__name__} has {len(ours)}: the architectures differ (compare "
+                              f"{_first(theirs)} with {_first(ours)}), or pass strict=False to load the first "
+                              f"{min(len(ours), len(theirs))}")
+    pairs, count_keys = list(zip(ours, theirs)), []
+    for i, (mine, key) in enumerate(pairs):
+        shape, want = tuple(getattr(state_dict[key], "shape", ())), _torch_shape(targets[mine])
+        if shape != want:
+            module = targets[mine][0]
+            raise CheckpointError(f"by_position: array {i}, PyTorch's '{key}', has shape {shape} but pairs with "
+                                  f"'{mine}' of {module!r}, which takes {want} from PyTorch: the layers differ in "
+                                  "size or in order (by_position follows the order the PyTorch module's __init__ "
+                                  "creates them); load by name where the names agree")
+        count = key[: -len("running_var")] + COUNT if key.endswith("running_var") else None
+        owner = mine[: -len("running_var")] + COUNT if mine.endswith("running_var") else None
+        if count in state_dict and owner in counters:
+            count_keys.append((counters[owner], count))
+    return pairs, count_keys, ours[len(pairs):], theirs[len(pairs):]
 
 
 # -- values -------------------------------------------------------------------------------------------------------
@@ -167,7 +265,7 @@ def _take(device, key, value, target):
     expected = tuple(reversed(own)) if transposed else own
     shape = getattr(value, "shape", None)
     if shape is None:
-        raise CheckpointError(f"'{key}' is a {type(value).__name__}, not an array: a state_dict maps names to "
+        raise CheckpointError(f"'{key}' is {_a(type(value).__name__)}, not an array: a state_dict maps names to "
                               "tensors or arrays")
     shape = tuple(shape)
     if shape != expected:

@@ -6,6 +6,7 @@ it writes anything, and loads onto whatever device the model is on now.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 import zipfile
@@ -17,6 +18,17 @@ from .errors import CheckpointError
 FORMAT = "portanet-checkpoint"
 VERSION = 1
 _PREFIXES = ("model/", "optim/", "rng/")
+
+
+def _plain(value):
+    """NumPy's scalars (and 0-d arrays) as the Python numbers JSON takes: np.int64(3) is a number like 3."""
+    if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def save(path, model, optimizer=None, **extra):
@@ -52,7 +64,7 @@ def save(path, model, optimizer=None, **extra):
         else:
             header["meta"][name] = value
     try:
-        text = json.dumps(header, allow_nan=True)
+        text = json.dumps(header, allow_nan=True, default=_plain)
     except TypeError as e:
         raise TypeError(f"save() keeps extra values as JSON: {e}. Pass numbers, strings, lists or dicts") from e
     arrays["__header__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

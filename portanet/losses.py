@@ -23,6 +23,7 @@ import array_api_compat
 
 from . import devices
 from .backends import loss_value
+from .backends.quiet import quiet
 from .backends.kernels import REFUSALS
 from .errors import DeviceMismatchError, NotFittedError, ShapeError
 
@@ -131,6 +132,7 @@ def _require_float_target(loss, pred, target):
 class MSELoss(Loss):
     """mean((pred - target)^2). dL/dpred = 2 (pred - target) / N."""
 
+    @quiet
     def forward(self, pred, target):
         diff = pred - target
         self._cache = (diff,)
@@ -140,6 +142,7 @@ class MSELoss(Loss):
         super()._check_shapes(pred, target)
         _require_float_target(self, pred, target)
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         return diff * (2.0 * self._scale(_numel(diff)))
@@ -148,12 +151,14 @@ class MSELoss(Loss):
 class L1Loss(MSELoss):
     """mean|pred - target| (MAE). dL/dpred = sign(pred - target) / N (0 where they are equal)."""
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         diff = pred - target
         self._cache = (diff,)
         return self._reduce(xp.abs(diff), _numel(diff))
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         return self._xp.sign(diff) * self._scale(_numel(diff))
@@ -168,6 +173,7 @@ class HuberLoss(MSELoss):
         super().__init__(reduction, check_values)
         self.delta = float(delta)
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         diff = pred - target
@@ -176,6 +182,7 @@ class HuberLoss(MSELoss):
         per = xp.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
         return self._reduce(per, _numel(diff))
 
+    @quiet
     def _grad(self):
         (diff,) = self._cache
         xp = self._xp
@@ -194,6 +201,7 @@ class BCELoss(MSELoss):
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BCELoss needs targets in [0, 1], got values outside that range")
 
+    @quiet
     def forward(self, pred, target):
         xp = devices.namespace_of(pred)
         log_p = xp.maximum(xp.log(pred), -100.0)
@@ -201,6 +209,7 @@ class BCELoss(MSELoss):
         self._cache = (pred, target)
         return self._reduce(-(target * log_p + (1.0 - target) * log_q), _numel(pred))
 
+    @quiet
     def _grad(self):
         pred, target = self._cache
         xp = self._xp
@@ -222,6 +231,7 @@ class BCEWithLogitsLoss(MSELoss):
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BCEWithLogitsLoss needs targets in [0, 1], got values outside that range")
 
+    @quiet
     def forward(self, z, target):
         xp = devices.namespace_of(z)
         a = xp.abs(z)
@@ -231,6 +241,7 @@ class BCEWithLogitsLoss(MSELoss):
         per = xp.where(w == 0, 0.0, a) * w + xp.log1p(e)      # 0, not 0 * inf, where w is 0 and z infinite
         return self._reduce(per, _numel(z))
 
+    @quiet
     def _grad(self):
         z, target, e = self._cache
         xp = self._xp
@@ -295,10 +306,9 @@ class _ClassLoss(Loss):
                 lo, hi = int(xp.min(target)), int(xp.max(target))
                 raise ValueError(f"{type(self).__name__} got labels in [{lo}, {hi}] but the model has {c} classes "
                                  f"(labels 0..{c - 1}): check the labels, or give the last layer more outputs")
-        elif bool(xp.any(target < 0)):
-            raise ValueError(f"{type(self).__name__} needs non-negative class probabilities as targets, got a "
-                             f"negative one (min {float(xp.min(target)):g}): give each row probabilities that sum "
-                             "to 1, or integer labels")
+        elif bool(xp.any((target < 0) | (target > 1))):
+            raise ValueError(probabilities_message(type(self).__name__, float(xp.min(target)), float(xp.max(target)),
+                                                   "batch's targets"))
 
     def _one_hot(self, xp, labels, c, dtype):
         """(batch,) int -> (hit, t): hit (batch, c) bool marks each row's label, t is its float one-hot. A label
@@ -308,6 +318,13 @@ class _ClassLoss(Loss):
         onehot = xp.astype(hit, dtype)
         valid = xp.any(hit, axis=1, keepdims=True)
         return hit, xp.where(valid, onehot, float("nan"))
+
+
+def probabilities_message(name, lo, hi, where="targets") -> str:
+    """Class-probability targets outside [0, 1] (checked on a batch, or on fit's host targets once)."""
+    found = f"a negative one (min {lo:g})" if lo < 0 else f"one above 1 (max {hi:g})"
+    return (f"{name} needs class probabilities in [0, 1] as targets, but the {where} hold {found}: give each row "
+            "probabilities that sum to 1 (y / y.sum(1, keepdims=True) for counts or weights), or integer labels")
 
 
 def _scores_fix(pred, target):
@@ -371,9 +388,8 @@ class CrossEntropyLoss(_ClassLoss):
 
     def forward(self, z, target):
         xp = devices.namespace_of(z)
-        n, c = z.shape
-        labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
-        if labels and not self.label_smoothing:     # the kernel takes int64 labels only
+        n = z.shape[0]
+        if target.ndim == 1 and not self.label_smoothing:     # the kernel takes int64 labels only
             fused = devices.kernel_for(z, "softmax_ce")
             if fused is not None:   # loss and gradient in one pass (backends/kernels.py); same math as below
                 grad = xp.empty_like(z)
@@ -384,6 +400,12 @@ class CrossEntropyLoss(_ClassLoss):
                 else:
                     self._cache = (grad, None, None, "fused")
                     return xp.asarray(total / n if self.reduction == "mean" else total, dtype=z.dtype)
+        return self._standard(xp, z, target)
+
+    @quiet      # the kernel above warns of nothing; this code meets inf - inf on purpose (class docstring)
+    def _standard(self, xp, z, target):
+        n, c = z.shape
+        labels = target.ndim == 1     # check() has made 1-d targets int labels and 2-d ones probabilities
         m = xp.max(z, axis=1, keepdims=True)
         shifted = xp.where(z == m, 0.0, z - m)          # 0 at the max even when it is infinite (class docstring)
         e = xp.exp(shifted)
@@ -414,6 +436,10 @@ class CrossEntropyLoss(_ClassLoss):
         e, s, t, labels = self._cache
         if labels == "fused":
             return e
+        return self._standard_grad(e, s, t, labels)
+
+    @quiet
+    def _standard_grad(self, e, s, t, labels):
         n = e.shape[0]
         p = e / s
         if labels:  # each row of t sums to 1, so d/dz of -sum t log softmax(z) is exactly p - t
@@ -433,6 +459,7 @@ class NLLLoss(_ClassLoss):
     row makes the loss NaN, as in every loss here.
     """
 
+    @quiet
     def forward(self, log_probs, target):
         xp = devices.namespace_of(log_probs)
         n, c = log_probs.shape
@@ -441,6 +468,7 @@ class NLLLoss(_ClassLoss):
         # -log_probs at the label (and at a NaN); elsewhere t: 0, or NaN on the row of a bad label
         return self._reduce(xp.where(hit | xp.isnan(log_probs), -log_probs, t), n)
 
+    @quiet
     def _grad(self):
         (t,) = self._cache
         return -t * self._scale(t.shape[0])
@@ -458,6 +486,7 @@ class HingeLoss(_ClassLoss):
         super().__init__(reduction, check_values)
         self.margin = float(margin)
 
+    @quiet
     def forward(self, scores, target):
         xp = devices.namespace_of(scores)
         n, c = scores.shape
@@ -469,6 +498,7 @@ class HingeLoss(_ClassLoss):
         self._cache = (margins, t)
         return self._reduce(margins / c, n)
 
+    @quiet
     def _grad(self):
         margins, t = self._cache
         xp = self._xp

@@ -8,8 +8,29 @@
     MSELoss, L1Loss, HuberLoss             a regression: no accuracy (asking for one is an error)
 
 Per element: a multi-label (batch, k) output counts batch * k predictions, as Keras' ``binary_accuracy`` does
-(its mean over the last axis, then over the batch). Without a loss (``evaluate(model, loader)``) the output's
-shape decides: (batch, k > 1) argmax; one column a threshold, at 0.5 when the model ends in Sigmoid, else at 0.
+(its mean over the last axis, then over the batch).
+
+The named metrics. "accuracy" is the rule above. "categorical_accuracy" is the argmax whatever the loss.
+"binary_accuracy" counts per element at the threshold that matches the outputs, so nobody has to pass one:
+0 for logits (BCEWithLogitsLoss, and CrossEntropyLoss's scores), 0.5 for probabilities (BCELoss) and for a
+regression's outputs, which estimate 0/1 targets (MSE on 0/1 targets, Keras' default threshold); without a loss,
+0.5 when the model ends in Sigmoid or Softmax, else 0. Keras' own
+``binary_accuracy`` always thresholds at 0.5, so with a ``from_logits`` loss Keras users pass threshold=0: here the
+loss says so.
+
+Without a loss (``evaluate(model, x, y)``, ``evaluate(model, loader)``), the model's last layer and the targets
+decide. The targets come from the loader's host arrays where it has them, else from the first batch.
+
+    targets                                        accuracy
+    floats that are not 0/1 (nor rows of class     none: a regression (metrics="auto" logs no accuracy; asking
+      probabilities summing to 1)                    for "accuracy" is an error)
+    the model ends in Sigmoid, 2-D targets         probabilities: > 0.5 per element, any width (multi-label)
+    the model ends in Softmax or LogSoftmax        argmax
+    0/1 rows that are not one-hot (multi-label)    logits: > 0 per element
+    anything else (labels, one-hot rows, one       the output's shape: (batch, k > 1) argmax; one column a
+      column of 0/1)                                 threshold, at 0.5 when the model ends in Sigmoid, else at 0
+
+Rows are read top to bottom; the first that applies decides.
 """
 from __future__ import annotations
 
@@ -131,25 +152,78 @@ def _loss_outputs(loss):
     return None
 
 
-def _ends_in_sigmoid(model):
-    from .layers.activations import Sigmoid
-
+def _last_layer(model):
     last = model
     while hasattr(last, "layers") and len(last.layers):
         last = last.layers[-1]
-    return isinstance(last, Sigmoid)
+    return last
 
 
-def resolve(metrics, loss=None, model=None):
-    """``{name: Accuracy}`` for fit/evaluate's ``metrics``: "auto" (an accuracy where the loss says there are
-    classes: none for a regression or a loss portanet does not know), None or () for none, or names from
-    ``NAMES``. "accuracy" follows the loss (module docstring); "binary_accuracy" thresholds at 0.5 per element
-    and "categorical_accuracy" takes the argmax, whatever the loss (Keras' metrics of those names).
+def _ends_in_sigmoid(model):
+    from .layers.activations import Sigmoid
 
-    Raises ValueError for an unknown name, and for "accuracy" with a regression loss."""
+    return model is not None and isinstance(_last_layer(model), Sigmoid)
+
+
+def _ends_in_softmax(model, log=True):
+    from .layers.softmax import LogSoftmax, Softmax
+
+    return model is not None and isinstance(_last_layer(model), (Softmax, LogSoftmax) if log else Softmax)
+
+
+def targets_kind(targets) -> str | None:
+    """What targets (host arrays, or any library's) say about the problem: "labels" (integers or booleans),
+    "binary" (floats, all 0 or 1, one-hot rows or one column), "multilabel" (0/1 rows that are not one-hot),
+    "probabilities" (rows in [0, 1] summing to 1), "continuous" (any other floats: a regression), or None (no
+    targets to look at)."""
+    if targets is None:
+        return None
+    t = targets
+    xp = array_api_compat.array_namespace(t)
+    if xp.isdtype(t.dtype, ("integral", "bool")):
+        return "labels"
+    if not xp.isdtype(t.dtype, "real floating") or _numel(t) == 0:
+        return None
+    if bool(xp.all((t == 0) | (t == 1))):
+        if t.ndim == 2 and t.shape[1] > 1 and not bool(xp.all(xp.sum(t, axis=1) == 1)):
+            return "multilabel"
+        return "binary"
+    if t.ndim == 2 and t.shape[1] > 1 and float(xp.min(t)) >= 0 and float(xp.max(t)) <= 1 and \
+            bool(xp.all(xp.abs(xp.sum(t, axis=1) - 1.0) <= 1e-3)):
+        return "probabilities"
+    return "continuous"
+
+
+def _without_loss(model, targets):
+    """The accuracy rule when no loss says what the model outputs (module docstring): "regression" (none),
+    "probabilities", "logits", "argmax", or "shape" with its threshold."""
+    kind = targets_kind(targets)
+    if kind == "continuous":
+        return "regression"
+    sigmoid = _ends_in_sigmoid(model)
+    two_d = targets is not None and getattr(targets, "ndim", 0) == 2
+    if sigmoid and two_d:
+        return "probabilities"
+    if _ends_in_softmax(model):
+        return "argmax"
+    if kind == "multilabel":
+        return "logits"
+    return "shape"
+
+
+def resolve(metrics, loss=None, model=None, targets=None):
+    """``{name: Accuracy}`` for fit/evaluate's ``metrics``: "auto" (an accuracy where the loss, or without one the
+    model and targets, say there are classes: none for a regression or a loss portanet does not know), None or ()
+    for none, or names from ``NAMES``, counted as the module docstring says. ``targets``: host targets (a NumPy
+    array, or a sample of them) for deciding without a loss; None where unknown (then the output's shape decides).
+
+    Raises ValueError for an unknown name, and for "accuracy" of a regression (its loss, or float targets that are
+    not classes when there is no loss)."""
     if metrics is None:
         return {}
     outputs = _loss_outputs(loss)
+    if loss is None and model is not None:
+        outputs = _without_loss(model, targets)
     if isinstance(metrics, str):
         if metrics == "auto":
             if outputs == "regression" or (outputs is None and loss is not None):
@@ -162,20 +236,28 @@ def resolve(metrics, loss=None, model=None):
         if not isinstance(name, str) or name not in NAMES:
             raise ValueError(f"unknown metric {name!r}: portanet has {', '.join(NAMES)} (or metrics='auto')")
         if name == "binary_accuracy":
-            out[name] = Accuracy("probabilities")
+            if loss is not None or model is None:
+                logits = outputs in ("logits", "scores")
+            else:     # no loss: probabilities where the model squashes its outputs, else logits
+                logits = not (_ends_in_sigmoid(model) or _ends_in_softmax(model, log=False))
+            out[name] = Accuracy("logits" if logits else "probabilities")
         elif name == "categorical_accuracy":
             out[name] = Accuracy("argmax")
+        elif outputs == "regression" and loss is None:
+            raise ValueError("metrics=('accuracy',) without a loss, on float targets that are not classes (not 0/1, "
+                             "nor rows of probabilities): that is a regression, and accuracy has no meaning there; "
+                             "drop it, or give class labels as integers (y.astype(int64))")
         elif outputs == "regression":
             raise ValueError(f"metrics=('accuracy',) with {type(loss).__name__}: a regression's outputs are not "
                              "classes, so accuracy has no meaning; drop it (metrics='auto' logs none for a "
                              "regression), or, for a classifier trained with MSE on one-hot targets, ask for "
                              "'categorical_accuracy'")
-        elif outputs == "scores":
+        elif outputs in ("scores", "argmax"):
             out[name] = Accuracy("argmax")
         elif outputs in ("probabilities", "logits"):
             out[name] = Accuracy(outputs)
         else:
-            out[name] = Accuracy("shape", 0.5 if model is not None and _ends_in_sigmoid(model) else 0.0)
+            out[name] = Accuracy("shape", 0.5 if _ends_in_sigmoid(model) else 0.0)
     return out
 
 

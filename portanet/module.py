@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from . import devices
-from .errors import CheckpointError, NotFittedError, ShapeError
+from ._words import a as _a
+from .errors import CheckpointError, DeviceMismatchError, NotFittedError, ShapeError
 
 
 class Parameter:
@@ -306,6 +307,7 @@ class Sequential(Module):
     """
 
     can_skip_input_grad = True
+    _out = None             # (shape, dtype) of the last forward's output, for backward's check
 
     def __init__(self, *layers, device=None):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
@@ -355,20 +357,28 @@ class Sequential(Module):
         for layer in getattr(self, "layers", []):
             layer.to(target, dtype)
         object.__setattr__(self, "_device", target)
+        object.__setattr__(self, "_out", None)
         return self
 
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
+        # what backward must be given: a gradient of this output's shape and dtype (two attribute reads there)
+        object.__setattr__(self, "_out", (x.shape, x.dtype))
         return x
 
     def backward(self, dy, input_grad: bool = True):
         """Backpropagate dL/d(output) through every layer. Returns dL/dx, or None with
         ``input_grad=False``: then backpropagation stops at the first layer that has parameters
-        (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited."""
-        if getattr(dy, "ndim", None) == 0:
-            raise ShapeError("model.backward() got a 0-d array, the loss's value; it takes dL/d(output), shaped "
-                             "like the model's output: call model.backward(loss_fn.backward())")
+        (which skips its input GEMM), and parameter-free layers before it (Flatten) are not visited.
+
+        dy: dL/d(output) for the last forward, ``loss_fn.backward()``: an array of the output's shape
+        (batch, ...) and dtype on the model's device (another library's array there is taken through DLPack, as
+        ``model(x)`` takes it). Anything else (the loss's value, the loss object, a number, another shape or
+        dtype) raises a TypeError, ShapeError or DeviceMismatchError naming ``model.backward(loss_fn.backward())``."""
+        out = self._out
+        if out is None or not (self._device.holds(dy) and dy.shape == out[0] and dy.dtype == out[1]):
+            dy = check_gradient(self, dy, out, "model.backward()")
         layers = self.layers
         stop = 0 if input_grad else self.first_trainable()
         if stop is None:
@@ -408,6 +418,50 @@ def _torch_hint(state, transposed=False) -> str:
         type(v).__module__.split(".")[0] == "torch" for v in state.values())
     return (" (this is a PyTorch state_dict: pn.load_torch_state_dict(model, state) loads it, transposing "
             "Linear weights)") if torch_like else ""
+
+
+def check_gradient(module, dy, out, where, whose="the model's"):
+    """The slow path of backward's check (Sequential, Dense): ``dy`` failed the cheap test of being an array on
+    ``module``'s device of the output's shape and dtype ``out`` = (shape, dtype), None before any forward. Returns
+    dy, or another library's array on this device taken through DLPack (as ``module(x)`` takes it); raises an error
+    naming what was expected, what came, and ``model.backward(loss_fn.backward())``."""
+    from .losses import Loss
+
+    dev = module.device
+    fix = "call model.backward(loss_fn.backward())"
+    if out is None:
+        shape, dtype = None, None
+        want = f"dL/d(output), an array shaped like {whose} output (batch, ...)"
+    else:
+        shape, dtype = tuple(out[0]), out[1]
+        want = (f"dL/d(output), an array shaped like {whose} output {shape} (batch, ...) on {dev} in "
+                f"{dev.dtype_name(dtype)}")
+    if isinstance(dy, Loss):
+        raise TypeError(f"{where} got the loss object {type(dy).__name__}() itself; it takes {want}: {fix}")
+    if callable(dy) and isinstance(getattr(dy, "__self__", None), Loss):
+        raise TypeError(f"{where} got the method {type(dy.__self__).__name__}.backward, not called; it takes {want}: "
+                        f"add the parentheses, {fix}")
+    if not (hasattr(dy, "shape") and hasattr(dy, "dtype")):
+        found = f"the number {dy!r} (the loss's value?)" if isinstance(dy, (int, float)) else devices.describe(dy)
+        raise TypeError(f"{where} got {found}; it takes {want}: {fix}")
+    if len(dy.shape) == 0:
+        raise ShapeError(f"{where} got a 0-d array, the loss's value; it takes {want}: {fix}")
+    if not dev.holds(dy):
+        shared = dev.from_dlpack(dy)
+        if shared is None:
+            raise DeviceMismatchError(f"{where} got {devices.describe(dy)}; it takes {want}: {fix} (the loss "
+                                      f"gives it on the output's device), or move it with {dev!r}.asarray(dy)")
+        dy = shared
+    if shape is not None and tuple(dy.shape) != shape:
+        raise ShapeError(f"{where} got a gradient of shape {tuple(dy.shape)}; it takes {want}, for the last "
+                         f"forward's batch: {fix}")
+    if dtype is not None and dy.dtype != dtype:
+        have, need = dev.dtype_name(dy.dtype), dev.dtype_name(dtype)
+        why = (f"portanet never upcasts silently: every grad would become {have}" if have == "float64" else
+               "portanet never converts silently")
+        raise TypeError(f"{where} got {_a(have)} gradient; it takes {want} ({why}): {fix}, or convert it with "
+                        f"xp.astype(dy, xp.{need})")
+    return dy
 
 
 def check_features(layer, x, expected: int, what: str = "features"):

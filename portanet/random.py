@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ._numbers import is_int
+
 _MASK = (1 << 64) - 1
 _state = int.from_bytes(os.urandom(8), "little")
 _default_generators: dict = {}
@@ -16,9 +18,9 @@ def seed(n: int) -> None:
     where its kernels are not deterministic.
     """
     global _state
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_int(n) or n < 0:
         raise ValueError(f"seed must be a non-negative int, got {n!r}")
-    _state = n & _MASK
+    _state = int(n) & _MASK
     _default_generators.clear()
 
 

@@ -14,7 +14,7 @@ from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
 from .history import History
-from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss
+from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss, probabilities_message
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
@@ -125,7 +125,12 @@ def _check_targets_once(loss, loader, output) -> bool:
         return False
     if isinstance(loss, _ClassLoss):
         span = loader.label_range()
-        if span is None:               # probability targets: checked on the first batch instead
+        if span is None and loss.accepts_probabilities and loader.y.dtype.kind == "f" and loader.y.ndim == 2:
+            lo, hi = float(loader.y.min()), float(loader.y.max())     # probability targets: all of them, here
+            if lo < 0 or hi > 1:
+                raise ValueError(probabilities_message(type(loss).__name__, lo, hi, "loader's targets"))
+            return True
+        if span is None:               # other targets: checked on the first batch instead
             return False
         classes = output.shape[1]
         if span[0] < 0 or span[1] >= classes:
@@ -144,8 +149,8 @@ def _check_targets_once(loss, loader, output) -> bool:
 _FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
 
 
-def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=None, metrics="auto", callbacks=(),
-        verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
+def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None, val_loader=None, metrics="auto",
+        callbacks=(), verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
         capture="auto"):
     """Train ``model`` for ``epochs`` more epochs and return a History.
 
@@ -166,7 +171,9 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
                      the same, by Keras' name); ``validation_split=f`` holds out the last fraction f of x, y
                      before shuffling, as Keras does
     metrics          "auto": the accuracy the loss implies (portanet.metrics), none for a regression; or
-                     names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none
+                     names ("accuracy", "binary_accuracy", "categorical_accuracy"); () for none. binary_accuracy
+                     thresholds where the loss says the outputs are split: logits at 0, probabilities at 0.5
+    callbacks        a list of Callbacks (one alone is taken as a list of one)
     verbose          1: a progress bar on a terminal, else a line per epoch; 0: nothing
     capture          "auto": on a CUDA backend (device="gpu", "torch:cuda") record one training step into a CUDA
                      graph after two warm-up steps and replay it for every full batch (portanet/step/capture.py),
@@ -184,6 +191,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     built from arrays starts at epoch 0 each call). A non-finite loss raises NonFiniteError naming the epoch
     and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept).
     """
+    _check_order(loss)
     data, y, given = _fit_positional(train_loader, args, y, dict(epochs=epochs, val_loader=val_loader,
                                                                  metrics=metrics, callbacks=callbacks,
                                                                  verbose=verbose))
@@ -197,10 +205,7 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
                                                   val_loader if val_loader is not None else validation_data,
                                                   validation_split)
     fns = _metrics.resolve(metrics, loss, model)
-    callbacks = list(callbacks or ())
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be portanet Callbacks, got {inputs.brief(cb)}")
+    callbacks = _callbacks(callbacks)
     history = History()
     trainer = Trainer(model, loss, optimizer, train_loader, history, verbose)
     for cb in callbacks:
@@ -222,6 +227,34 @@ def fit(model, loss, optimizer, train_loader, *args, epochs=None, val_loader=Non
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def _check_order(loss):
+    """Keras' model.fit(x, y) habit, as fit(model, x, y): the data sits where the loss goes."""
+    if not isinstance(loss, Loss) and (inputs.is_array(loss) or inputs.is_pair(loss) or inputs.is_targets(loss)
+                                       or inputs.kind(loss) in ("loader", "dataset")):
+        raise TypeError(f"fit got {inputs.brief(loss)} where the loss goes: portanet's fit takes the loss and the "
+                        "optimizer before the data (Keras sets them in compile): pn.fit(model, pn.CrossEntropyLoss(), "
+                        "pn.optim.Adam(model.parameters()), x, y, epochs=10)")
+
+
+def _callbacks(callbacks):
+    """fit's callbacks as a list: one callback alone is taken as a list of one (Keras wants a list)."""
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if isinstance(callbacks, type) and issubclass(callbacks, Callback):
+        callbacks = [callbacks]
+    if not hasattr(callbacks, "__iter__") and callbacks is not None:
+        raise TypeError(f"callbacks must be a list of portanet Callbacks, got {inputs.brief(callbacks)}")
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            raise TypeError(f"callbacks got the class {cb.__name__}, not a callback: create one, "
+                            f"callbacks=[pn.{cb.__name__}(...)]")
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be portanet Callbacks (pn.EarlyStopping(...), ...), got "
+                            f"{inputs.brief(cb)}")
+    return callbacks
 
 
 def _fit_positional(data, args, y, given):
@@ -364,7 +397,9 @@ def evaluate(model, loader, *args, loss=None, metrics="auto", batch_size=None, y
     x, y             arrays: evaluate builds DataLoader(x, y, batch_size, device=model.device, dtype=the model's);
                      loss and metrics may follow y by position
     metrics          "auto": the accuracy the loss implies, none for a regression; without a loss, from the
-                     output's shape (portanet.metrics). Numbers are per sample, as fit logs them.
+                     model's last layer and the targets: none for float targets that are not classes (a
+                     regression), per element for a final Sigmoid (portanet.metrics). Numbers are per sample, as fit
+                     logs them.
     """
     arrays = inputs.is_array(loader) or (
         bool(args) and inputs.kind(loader) in ("batches", "unknown") and inputs.is_targets(args[0]))
@@ -392,7 +427,17 @@ def evaluate(model, loader, *args, loss=None, metrics="auto", batch_size=None, y
         raise TypeError(f"evaluate's loss must be a portanet loss (e.g. pn.CrossEntropyLoss()), got "
                         f"{inputs.brief(loss)}")
     loader = inputs.eval_loader(model, loader, y, batch_size, "evaluate")
-    return _evaluate(model, loader, loss, _metrics.resolve(metrics, loss, model), "evaluation")
+    fns = _metrics.resolve(metrics, loss, model)
+    if loss is None:
+        # no loss to say what the model outputs: its last layer and the targets do (portanet/metrics.py), read on
+        # the host where the loader keeps them, else from the first batch
+        known = loader.y if isinstance(loader, DataLoader) else None
+        if known is not None:
+            fns = _metrics.resolve(metrics, None, model, known)
+        else:
+            def fns(yb):
+                return _metrics.resolve(metrics, None, model, model.device.to_host(yb))
+    return _evaluate(model, loader, loss, fns, "evaluation")
 
 
 def _evaluate(model, loader, loss, fns, what):
@@ -402,6 +447,8 @@ def _evaluate(model, loader, loss, fns, what):
         sums = None
         for step, (xb, yb) in enumerate(inputs.batches(loader, what)):
             out = model(xb) if step == 0 else model.forward(xb)
+            if callable(fns):                 # decided from the first batch's targets (evaluate without a loss)
+                fns = fns(yb)
             if loss is not None:
                 if step == 0:
                     loss.check(out, yb, values=False)

@@ -17,6 +17,7 @@ import math
 
 import array_api_compat
 
+from ._numbers import is_int
 from .errors import ShapeError
 
 _CHANNEL_COUNTS = (1, 3, 4)
@@ -94,9 +95,9 @@ class RandomShift:
     what is shifted in is zero."""
 
     def __init__(self, pixels=2):
-        if not isinstance(pixels, int) or pixels < 0:
+        if not is_int(pixels) or pixels < 0:
             raise ValueError(f"RandomShift pixels must be a non-negative int, got {pixels!r}")
-        self.pixels = pixels
+        self.pixels = int(pixels)
 
     def __call__(self, x, rng):
         xp = _images("RandomShift", x)

@@ -143,7 +143,11 @@ CASES = [
     ("float labels into NLLLoss", lambda t: pn.NLLLoss()(np.zeros((4, 3), F32), np.zeros(4, F32)), TypeError,
      r"needs integer class labels, got float32 targets: convert labels to integers \(y\.astype\(int64\)\)"),
     ("negative probabilities", lambda t: ce(np.zeros((2, 2), F32), np.full((2, 2), -0.5, F32)), ValueError,
-     r"non-negative class probabilities.*got a negative one \(min -0\.5\).*sum to 1"),
+     r"class probabilities in \[0, 1\].*the batch's targets hold a negative one \(min -0\.5\).*sum to 1"),
+    ("probabilities above 1", lambda t: ce(np.zeros((2, 2), F32), np.array([[2.0, 0.0], [0.0, 1.0]], F32)),
+     ValueError, r"class probabilities in \[0, 1\].*one above 1 \(max 2\).*y / y.sum\(1, keepdims=True\)"),
+    ("probabilities above 1 in a later batch of fit", lambda t: _fit_probabilities([[0.5, 0.5]] * 6 + [[0.0, 2.0]] * 2),
+     ValueError, r"class probabilities in \[0, 1\].*the loader's targets hold one above 1 \(max 2\)"),
     ("probabilities of another dtype", lambda t: ce(np.zeros((2, 2), F32), np.zeros((2, 2))), TypeError,
      r"float64 probability targets: convert the targets to float32"),
     ("NLL labels out of range", lambda t: pn.NLLLoss()(np.zeros((2, 3), F32), np.array([0, 3])), ValueError,
@@ -165,6 +169,14 @@ CASES = [
     ("batch_size 0", lambda t: pn.DataLoader(images(), batch_size=0), ValueError, r"positive int, got 0"),
     ("batch_size negative", lambda t: pn.DataLoader(images(), batch_size=-5), ValueError, r"positive int, got -5"),
     ("batch_size float", lambda t: pn.DataLoader(images(), batch_size=2.5), ValueError, r"positive int, got 2.5"),
+    ("strings into a DataLoader", lambda t: pn.DataLoader(np.array([["1", "2"]]), np.zeros(1)), TypeError,
+     r"x holds strings \(<U1\).*x.astype\(np.float32\).*np.unique\(x, return_inverse=True\)\[1\]"),
+    ("string labels into a DataLoader", lambda t: pn.DataLoader(images(2), np.array(["cat", "dog"])), TypeError,
+     r"y holds strings.*np.unique\(y, return_inverse=True\)\[1\]"),
+    ("objects into a DataLoader", lambda t: pn.DataLoader(np.array([[1, "a"]], dtype=object), np.zeros(1)),
+     TypeError, r"x holds Python objects \(object\)"),
+    ("ragged samples into a DataLoader", lambda t: pn.DataLoader([[1.0, 2.0], [3.0]], [0, 1]), pn.ShapeError,
+     r"could not read x as one array: its samples differ in shape"),
     ("empty dataset", lambda t: pn.DataLoader(images(0), np.zeros(0)), ValueError, r"dataset is empty"),
     ("x and y lengths", lambda t: pn.DataLoader(images(4), np.zeros(3)), pn.ShapeError,
      r"x has 4 samples but y has 3"),
@@ -207,7 +219,13 @@ CASES = [
     ("unknown optimizer option", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas2=(0.9, 0.9)),
      TypeError, r"Adam has no option 'betas2' \(did you mean 'betas'\?\)"),
     ("negative learning rate", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=-0.1), ValueError,
-     r"lr must be a non-negative number, got -0.1"),
+     r"lr must be a finite non-negative number, got -0.1"),
+    ("learning rate NaN", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=float("nan")), ValueError,
+     r"SGD lr must be a finite non-negative number, got nan"),
+    ("weight decay infinite", lambda t: pn.optim.AdamW(pn.Dense(2, 2).parameters(), weight_decay=float("inf")),
+     ValueError, r"AdamW weight_decay must be a finite non-negative number, got inf"),
+    ("betas as one number", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas=0.9), ValueError,
+     r"betas must be a pair \(beta1, beta2\) of numbers in \[0, 1\), e.g. \(0.9, 0.999\), got 0.9"),
     ("betas out of range", lambda t: pn.optim.Adam(pn.Dense(2, 2).parameters(), betas=(0.9, 1.0)), ValueError,
      r"betas must be two numbers in \[0, 1\)"),
     ("nesterov without momentum", lambda t: pn.optim.SGD(pn.Dense(2, 2).parameters(), lr=0.1, nesterov=True),
@@ -244,6 +262,11 @@ CASES = [
      r"0-d array, the loss's value.*model.backward\(loss_fn.backward\(\)\)"),
     ("loss_value.backward()", lambda t: pn.MSELoss()(np.zeros((2, 1), F32), np.ones((2, 1), F32)).backward(),
      TypeError, r"no autograd graph.*model.backward\(loss_fn.backward\(\)\)"),
+    ("a callback class, not a callback", lambda t: fit_with(callbacks=[pn.EarlyStopping]), TypeError,
+     r"callbacks got the class EarlyStopping, not a callback: create one, callbacks=\[pn.EarlyStopping\(...\)\]"),
+    ("fit in Keras' order", lambda t: pn.fit(pn.Dense(2, 3), np.zeros((4, 2), F32), np.zeros(4, np.int64), epochs=1),
+     TypeError, r"fit got a numpy.ndarray of shape \(4, 2\) where the loss goes.*pn.fit\(model, "
+                r"pn.CrossEntropyLoss\(\), pn.optim.Adam\(model.parameters\(\)\), x, y, epochs=10\)"),
     ("EarlyStopping on a name of no direction", lambda t: pn.EarlyStopping("lr"), ValueError,
      r"cannot tell whether 'lr' should go down or up: pass mode='min' or mode='max'"),
     ("a Dataset with y", lambda t: pn.DataLoader(pn.ArrayDataset(images()), np.zeros(4)), TypeError,
@@ -280,6 +303,12 @@ CASES = [
 def _fit_bad_labels():
     model = pn.Sequential(pn.Dense(2, 3))
     loader = pn.DataLoader(np.zeros((6, 2), F32), np.array([0, 1, 2, 5, 0, 1]), batch_size=3)
+    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
+
+
+def _fit_probabilities(rows):
+    model = pn.Sequential(pn.Dense(2, 2))
+    loader = pn.DataLoader(np.zeros((len(rows), 2), F32), np.array(rows, F32), batch_size=4)
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import portanet as pn
-from portanet import backends
+from portanet import backends, devices
 
 
 @pytest.mark.parametrize("spec,label", [("cpu", "cpu"), ("numpy", "cpu"), ("CPU", "cpu"), ("strict", "strict:CPU_DEVICE"),
@@ -31,13 +31,32 @@ def test_devices_differ():
 
 @pytest.mark.parametrize("spec", ["tpu", "gpu0", "strict:device9", "numpy:3", "torch:mps", "gpu:-1"])
 def test_unknown_specs_name_the_valid_ones(spec):
-    if spec.startswith("gpu:") and backends.get("cupy").unavailable():
-        with pytest.raises(pn.DeviceUnavailableError):
-            pn.device(spec)
-        return
     with pytest.raises(pn.DeviceError) as e:
         pn.device(spec)
     assert "'" in str(e.value) and ("use" in str(e.value) or "has" in str(e.value) or "start" in str(e.value))
+
+
+@pytest.mark.parametrize("spec", ["cuda:x", "gpu:-1", "gpu:1.5", "cupy:first"])
+def test_a_malformed_gpu_index_is_named_before_cupy_is_asked_for(spec):
+    # with or without CuPy and a GPU: the spec's form is wrong, not the machine (it used to say CuPy is missing)
+    alias, index = spec.split(":")
+    with pytest.raises(pn.DeviceError, match=rf"unknown device '{spec}': the GPU index after '{alias}:' must be a "
+                                             rf"whole number \('{alias}:0', '{alias}:1'\)"):
+        pn.device(spec)
+
+
+def test_a_bad_portanet_device_variable_is_named(monkeypatch):
+    monkeypatch.setattr(devices, "_default_spec", None)
+    monkeypatch.setenv("PORTANET_DEVICE", "bogus")
+    with pytest.raises(pn.DeviceError, match=r"PORTANET_DEVICE='bogus' in the environment sets the default device, "
+                                             r"and unknown device 'bogus': use one of 'cpu'.*unset PORTANET_DEVICE"):
+        pn.Dense(2, 2)
+    if backends.get("cupy").unavailable():
+        monkeypatch.setenv("PORTANET_DEVICE", "gpu")
+        with pytest.raises(pn.DeviceUnavailableError, match=r"PORTANET_DEVICE='gpu' in the environment .*needs CuPy"):
+            pn.Dense(2, 2)
+    monkeypatch.setenv("PORTANET_DEVICE", "strict:device1")
+    assert pn.Dense(2, 2).device == pn.device("strict:device1")
 
 
 @pytest.mark.skipif(backends.get("cupy").unavailable() is None, reason="a GPU is usable here")
@@ -155,3 +174,17 @@ def test_numpy_namespace_allocates_as_the_standard_says():
     with pytest.raises(ValueError):
         xp.empty((2,), device="gpu")
     assert pn.devices.namespace_of(a) is xp
+
+
+def test_messages_take_the_article_their_noun_wants():
+    from portanet._words import a
+
+    assert [a(w) for w in ("Adam", "SGD", "RMSprop", "int64", "uint8", "object", "numpy.ndarray", "BCELoss")] == [
+        "an Adam", "an SGD", "an RMSprop", "an int64", "a uint8", "an object", "a numpy.ndarray", "a BCELoss"]
+    strict = pn.device("strict").asarray(np.zeros((1, 2)), dtype="float32")
+    with pytest.raises(pn.DeviceMismatchError, match=r"got an array_api_strict.Array on strict:CPU_DEVICE"):
+        pn.Dense(2, 2, device="cpu")(strict)
+    with pytest.raises(pn.CheckpointError, match=r"'0.bias' is an int, not an array"):
+        pn.load_torch_state_dict(pn.Sequential(pn.Dense(2, 2)), {"0.weight": np.zeros((2, 2)), "0.bias": 0})
+    with pytest.raises(TypeError, match=r"cannot place an object array on strict:CPU_DEVICE"):
+        pn.device("strict").asarray(np.array([None]))

@@ -1,5 +1,7 @@
 """Keras and PyTorch habits either work on portanet or get a portanet error naming the fix: fit / evaluate /
 predict on arrays, (x, y) pairs where a loader goes, and the loss's value given to backward."""
+import re
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,152 @@ def test_loss_value_backward_names_the_fix(ctx):
     assert float(loss * 2 + 1) == pytest.approx(2 * float(plain) + 1, rel=1e-6)
     assert ctx.device.holds(loss) and tuple(loss.shape) == ()
     assert ctx.host(loss).shape == ()
+
+
+# -- model.backward takes dL/d(output) and nothing else ---------------------------------------------------------------
+def _other_dtype(ctx):
+    return "float64" if ctx.dtype_name == "float32" else "float32"
+
+
+NOT_A_GRADIENT = [
+    ("the loss object", lambda ctx, m, L, lv: L, TypeError, r"got the loss object CrossEntropyLoss\(\) itself"),
+    ("loss_fn.backward uncalled", lambda ctx, m, L, lv: L.backward, TypeError,
+     r"got the method CrossEntropyLoss.backward, not called.*add the parentheses"),
+    ("float(loss)", lambda ctx, m, L, lv: float(lv), TypeError, r"got the number .* \(the loss's value\?\)"),
+    ("the loss's value", lambda ctx, m, L, lv: lv, pn.ShapeError, r"got a 0-d array, the loss's value"),
+    ("a NumPy scalar", lambda ctx, m, L, lv: np.float32(1.0), pn.ShapeError, r"got a 0-d array"),
+    ("another shape", lambda ctx, m, L, lv: ctx.asarray(np.zeros((8, 4))), pn.ShapeError,
+     r"got a gradient of shape \(8, 4\).*for the last forward's batch"),
+    ("another batch", lambda ctx, m, L, lv: ctx.asarray(np.zeros((7, 3))), pn.ShapeError,
+     r"got a gradient of shape \(7, 3\)"),
+    ("another dtype", lambda ctx, m, L, lv: ctx.device.asarray(np.zeros((8, 3)), dtype=_other_dtype(ctx)), TypeError,
+     r"got a float(64|32) gradient.*(never upcasts silently: every grad would become float64|never converts "
+     r"silently).*xp.astype\(dy, xp.float(32|64)\)"),
+]
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["Sequential", "Dense"])
+@pytest.mark.parametrize("case", NOT_A_GRADIENT, ids=[c[0] for c in NOT_A_GRADIENT])
+def test_backward_of_what_is_not_a_gradient_names_the_expected_array_and_the_fix(ctx, case, alone):
+    name, make_dy, exc, pattern = case
+    if alone:
+        pn.seed(0)
+        model = pn.Dense(2, 3, device=ctx.device, dtype=ctx.dtype_name)
+    else:
+        model, _ = make(ctx)
+    loss_fn = pn.CrossEntropyLoss()
+    x, y = blobs(8)
+    loss = loss_fn(model(ctx.asarray(x)), ctx.asarray(y))
+    expected = (rf"takes dL/d\(output\), an array shaped like (the model's|its) output \(8, 3\) \(batch, \.\.\.\) on "
+                rf"{ctx.device} in {ctx.dtype_name}.*model.backward\(loss_fn.backward\(\)\)")
+    with pytest.raises(exc, match=pattern) as info:
+        model.backward(make_dy(ctx, model, loss_fn, loss))
+    assert re.search(expected, str(info.value)), str(info.value)
+    assert all(p.grad is None for p in model.parameters())          # refused before any gradient was touched
+    model.backward(loss_fn.backward())                                # the right call still works afterwards
+    assert all(ctx.device.holds(p.grad) and p.grad.dtype == ctx.dtype for p in model.parameters())
+
+
+def test_a_host_gradient_is_taken_where_model_x_takes_the_host_array_and_refused_elsewhere(ctx):
+    """Where model(x) takes a NumPy array through DLPack (cpu, torch:cpu), backward takes a NumPy gradient the same
+    way and gives the same gradients; on array-api-strict (no DLPack) it names the device and the fix."""
+    model, _ = make(ctx)
+    x = ctx.asarray(blobs(8)[0])
+    model(x)
+    dy = np.random.default_rng(1).standard_normal((8, 3)).astype(ctx.dtype_name)
+    if ctx.spec.startswith("strict") or ctx.device.is_gpu:
+        with pytest.raises(pn.DeviceMismatchError, match=rf"got a numpy.ndarray on cpu; it takes .* on {ctx.device}"
+                                                         r".*asarray\(dy\)"):
+            model.backward(dy)
+        return
+    model.backward(dy)
+    by_host = [ctx.host(p.grad).copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    model.backward(ctx.asarray(dy))
+    for a, p in zip(by_host, model.parameters()):
+        np.testing.assert_array_equal(a, ctx.host(p.grad))
+
+
+# -- NumPy's numbers are numbers --------------------------------------------------------------------------------------
+def _params():
+    return pn.Dense(2, 2).parameters()
+
+
+NUMPY_NUMBERS = [
+    ("DataLoader batch_size", lambda: pn.DataLoader(X, Y, batch_size=np.int64(4)).batch_size, 4),
+    ("EarlyStopping patience", lambda: pn.EarlyStopping("loss", patience=np.int64(2)).patience, 2),
+    ("EarlyStopping start_from_epoch", lambda: pn.EarlyStopping("loss", start_from_epoch=np.int32(1)).start_from_epoch,
+     1),
+    ("EarlyStopping min_delta", lambda: pn.EarlyStopping("loss", min_delta=np.float32(0.5)).min_delta, 0.5),
+    ("Dense", lambda: pn.Dense(np.int64(20), np.uint8(2)).weight.shape, (20, 2)),
+    ("Maxout", lambda: pn.Maxout(np.int64(4), np.int64(3), np.int64(2)).weight.shape, (4, 6)),
+    ("BatchNorm1d", lambda: pn.BatchNorm1d(np.int64(5), momentum=np.float32(0.5)).num_features, 5),
+    ("PReLU", lambda: pn.PReLU(np.int64(3)).weight.shape, (3,)),
+    ("Dropout", lambda: pn.Dropout(np.float32(0.5)).p, 0.5),
+    ("SGD lr, momentum", lambda: pn.optim.SGD(_params(), lr=np.float32(0.5), momentum=np.float64(0.25)).defaults,
+     {"lr": 0.5, "momentum": 0.25, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}),
+    ("Adam betas", lambda: pn.optim.Adam(_params(), betas=[np.float32(0.5), 0.75]).defaults["betas"], (0.5, 0.75)),
+    ("StepLR", lambda: pn.optim.StepLR(pn.optim.SGD(_params(), lr=1.0), np.int64(2)).step_size, 2),
+    ("CosineAnnealingLR", lambda: pn.optim.CosineAnnealingLR(pn.optim.SGD(_params(), lr=1.0), np.int64(4)).T_max, 4),
+    ("LinearWarmup", lambda: pn.optim.LinearWarmup(pn.optim.SGD(_params(), lr=1.0), np.int64(3)).warmup, 3),
+    ("RandomShift", lambda: pn.RandomShift(np.int64(2)).pixels, 2),
+    ("clip_grad_norm", lambda: float(pn.optim.clip_grad_norm(_graded(), np.float32(1.0))), 5.0),
+]
+
+
+def _graded():
+    p = pn.Parameter(np.zeros(2, np.float32))
+    p.grad = np.array([3.0, 4.0], np.float32)
+    return [p]
+
+
+@pytest.mark.parametrize("case", NUMPY_NUMBERS, ids=[c[0] for c in NUMPY_NUMBERS])
+def test_numpy_integers_and_floats_are_taken_where_python_numbers_are(case):
+    name, make_it, expected = case
+    got = make_it()
+    assert got == expected
+    # stored as Python's numbers (what checkpoints save as JSON, what array-api-strict takes as a scalar)
+    for v in (got.values() if isinstance(got, dict) else got if isinstance(got, tuple) else [got]):
+        assert type(v) in (int, float, bool)
+
+
+def test_seed_takes_a_numpy_integer():
+    pn.seed(3)
+    a = pn.Dense(4, 3).weight.data.copy()
+    pn.seed(np.int64(3))
+    np.testing.assert_array_equal(pn.Dense(4, 3).weight.data, a)
+
+
+def test_numpy_numbers_train_as_python_numbers_on_every_backend(ctx):
+    x, y = blobs()
+    runs = []
+    for lr, mu, bs, patience in ((0.125, 0.875, 16, 2), (np.float32(0.125), np.float64(0.875), np.int64(16),
+                                                        np.int64(2))):
+        model, _ = make(ctx)
+        opt = pn.optim.SGD(model.parameters(), lr=lr, momentum=mu)
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=bs, verbose=0,
+               callbacks=[pn.EarlyStopping("loss", patience=patience)])
+        runs.append(weights(model))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    # and bool is not a number here, as before
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got True"):
+        pn.DataLoader(x, y, batch_size=True)
+
+
+def test_one_callback_is_taken_as_a_list_of_one(ctx):
+    x, y = blobs()
+    logs = []
+    for callbacks in ([pn.EarlyStopping("loss", patience=0, min_delta=10.0)],
+                      pn.EarlyStopping("loss", patience=0, min_delta=10.0)):
+        model, opt = make(ctx)
+        logs.append(pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=5, callbacks=callbacks, verbose=0)["loss"])
+    assert len(logs[0]) == 2 and logs[0] == logs[1]        # stopped after the second epoch either way
+
+
+def test_save_keeps_numpy_numbers_as_numbers(tmp_path):
+    model = pn.Dense(2, 2)
+    pn.save(tmp_path / "c.npz", model, epoch=np.int64(3), accuracy=np.float32(0.5), best=np.bool_(True))
+    meta = pn.load(tmp_path / "c.npz", model)
+    assert meta == {"epoch": 3, "accuracy": 0.5, "best": True} and type(meta["epoch"]) is int

@@ -194,6 +194,79 @@ def test_bad_values_and_arguments_are_explained():
         pn.torch_state_dict(model, device="cpu")
 
 
+class AttributeNet(torch.nn.Module):
+    """The same architecture as portanet_mlp, written as PyTorch tutorials write it: layers as attributes."""
+
+    def __init__(self, dtype=torch.float32, fc2_first=False):
+        super().__init__()
+        if fc2_first:                      # registered in another order than forward uses them
+            self.fc2 = torch.nn.Linear(64, 5)
+        self.fc1 = torch.nn.Linear(20, 64)
+        self.bn = torch.nn.BatchNorm1d(64)
+        if not fc2_first:
+            self.fc2 = torch.nn.Linear(64, 5)
+        self.to(dtype)
+
+    def forward(self, x):
+        return self.fc2(self.bn(torch.relu(self.fc1(x))))
+
+
+def test_a_torch_model_with_attribute_names_loads_by_position(ctx):
+    dtype = TORCH_DTYPE[ctx.dtype_name]
+    torch.manual_seed(0)
+    tm = AttributeNet(dtype)
+    with torch.no_grad():
+        for _ in range(3):                 # running statistics and a batch count of 3
+            tm(torch.randn(32, 20, dtype=dtype))
+    tm.eval()
+    model = portanet_mlp(ctx.device, ctx.dtype_name)
+    before = model.state_dict()
+    with pytest.raises(pn.CheckpointError, match=r"missing 0.weight.*unexpected fc1.weight.*the names differ but the "
+                                                 r"arrays match one to one in order and shape.*by_position=True"):
+        pn.load_torch_state_dict(model, tm.state_dict())
+    # strict=False used to load nothing without a word
+    with pytest.warns(UserWarning, match=r"strict=False\) loaded nothing: none of the 9 keys \(fc1.weight.*"
+                                         r"pass by_position=True"):
+        result = pn.load_torch_state_dict(model, tm.state_dict(), strict=False)
+    assert len(result.missing_keys) == 8 and len(result.unexpected_keys) == 9
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
+    assert pn.load_torch_state_dict(model, tm.state_dict(), by_position=True) == ([], [])
+    assert model[2].num_batches_tracked == 3
+    model.eval()
+    x = inputs()
+    ctx.close(model(ctx.asarray(x)), tm(torch.from_numpy(x).to(dtype)))
+    # and back, under the PyTorch model's names
+    back = AttributeNet(dtype).eval()
+    back.load_state_dict(pn.torch_state_dict(model, keys=back.state_dict().keys()))
+    ctx.close(model(ctx.asarray(x)), back(torch.from_numpy(x).to(dtype)))
+    assert int(back.bn.num_batches_tracked) == 3
+
+
+def test_by_position_refuses_what_does_not_pair():
+    model = portanet_mlp()
+    before = model.state_dict()
+    # fc2 registered before fc1: the order is not forward's, and the shapes say so
+    with pytest.raises(pn.CheckpointError, match=r"by_position: array 0, PyTorch's 'fc2.weight', has shape \(5, 64\) "
+                                                 r"but pairs with '0.weight' of Dense\(20 -> 64\), which takes "
+                                                 r"\(64, 20\).*in order"):
+        pn.load_torch_state_dict(model, AttributeNet(fc2_first=True).state_dict(), by_position=True)
+    short = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5)).state_dict()
+    with pytest.raises(pn.CheckpointError, match=r"by_position: the PyTorch state_dict has 4 arrays .* but Sequential "
+                                                 r"has 8: the architectures differ"):
+        pn.load_torch_state_dict(model, {f"net.{k}": v for k, v in short.items()}, by_position=True)
+    assert all(np.array_equal(a, b) for a, b in zip(before.values(), model.state_dict().values()))
+    # without strict, the leading pairs load and the rest is reported
+    small = pn.Sequential(pn.Dense(20, 64), pn.ReLU(), pn.Dense(64, 5), pn.Dense(5, 2))
+    result = pn.load_torch_state_dict(small, {f"net.{k}": v for k, v in short.items()}, strict=False,
+                                      by_position=True)
+    assert result == (["3.weight", "3.bias"], [])
+    np.testing.assert_array_equal(small[2].weight.data, short["2.weight"].numpy().T)
+    with pytest.raises(ValueError, match=r"torch_state_dict got 4 keys for the model's 9 tensors"):
+        pn.torch_state_dict(model, keys=short.keys())
+    with pytest.raises(ValueError, match=r"'fc2.weight' falls where the model has '2.num_batches_tracked'"):
+        pn.torch_state_dict(model, keys=["a", "b", "c", "d", "e", "f", "fc2.weight", "g", "h"])
+
+
 def test_portanet_load_state_dict_points_to_the_interop_for_torch_state():
     """The failure that asked for this module: a torch state_dict given to Module.load_state_dict."""
     tm = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5))
@@ -300,6 +373,38 @@ def test_dataloader_uses_torch_cpu_tensors_in_place():
     np.testing.assert_array_equal(yb, y[:8].numpy())
     alone = pn.DataLoader(x, batch_size=8)          # a tensor without y is an array, not a Dataset
     assert alone.placement == "device" and np.shares_memory(alone.x, x.numpy())
+
+
+def test_a_tensor_that_requires_grad_is_data_to_asarray_and_the_loader(ctx):
+    """torch would say "Can't call numpy() on Tensor that requires grad": asarray, DataLoader, fit and predict take
+    its values (t.detach(), the same memory on CPU); model(t), which shares memory with the model, names
+    t.detach() where that is the fix, and device.asarray(t) elsewhere (which now works)."""
+    torch.manual_seed(0)
+    t = torch.randn(8, 4, dtype=TORCH_DTYPE[ctx.dtype_name], requires_grad=True)
+    y = torch.arange(8, dtype=TORCH_DTYPE[ctx.dtype_name], requires_grad=True)[:, None] / 8
+    values = t.detach().numpy()
+    a = ctx.device.asarray(t)
+    np.testing.assert_array_equal(ctx.host(a), values)
+    assert getattr(a, "requires_grad", False) is False
+    if ctx.spec == "cpu":
+        assert np.shares_memory(a, values)                       # detach shares; no copy
+    loader = pn.DataLoader(t, y, batch_size=5, device=ctx.device, dtype=ctx.dtype_name)
+    batches = list(loader)
+    np.testing.assert_array_equal(ctx.host(batches[1][0]), values[5:])
+    np.testing.assert_array_equal(ctx.host(batches[0][1]), y.detach().numpy()[:5])
+    model = pn.Sequential(pn.Dense(4, 1), device=ctx.device).to(dtype=ctx.dtype_name)
+    hist = pn.fit(model, pn.MSELoss(), pn.optim.SGD(model.parameters(), lr=0.1), t, y, epochs=2, verbose=0)
+    assert len(hist) == 2 and np.isfinite(hist["loss"]).all()
+    np.testing.assert_allclose(pn.predict(model, t), ctx.host(model(ctx.device.asarray(t))), **ctx.tol)
+    if ctx.spec == "cpu":
+        with pytest.raises(pn.DeviceMismatchError, match=r"it requires grad, and portanet keeps no autograd graph: "
+                                                         r"pass x.detach\(\)"):
+            model(t)
+        assert model(t.detach()).shape == (8, 1)
+    elif ctx.spec.startswith("strict"):
+        with pytest.raises(pn.DeviceMismatchError, match=r"got a torch.Tensor on torch:cpu: move it with "
+                                                         r"Device\('strict:\w+'\).asarray\(x\)"):
+            model(t)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or backends.get("cupy").unavailable() is not None,

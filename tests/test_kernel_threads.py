@@ -56,9 +56,14 @@ def test_kernels_find_numpys_openblas_and_follow_its_thread_count():
 
 @needs_kernels
 def test_thread_settings_are_checked():
-    for bad in (0, -1, 1.5, True, "2"):
+    for bad in (0, -1, 1.5, True, "2", np.int64(0)):
         with pytest.raises(ValueError, match="set_threads takes a positive int or None"):
             kernels.set_threads(bad)
+    previous = kernels.set_threads(np.int64(1))         # NumPy's integers are ints
+    try:
+        assert kernels.threads() == 1
+    finally:
+        kernels.set_threads(previous)
     from portanet.backends import _kernels
     with pytest.raises(ValueError, match="min_share must be at least 1"):
         _kernels.set_min_share(0)

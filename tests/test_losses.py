@@ -87,3 +87,23 @@ def test_bce_with_logits_is_stable_for_huge_logits(ctx):
     v = float(ctx.host(loss(z, t)))
     assert np.isfinite(v) and abs(v - (1000 + 1000 + np.log1p(np.exp(-50))) / 3) < 1e-3
     assert np.all(np.isfinite(ctx.host(loss.backward())))
+
+
+@pytest.mark.parametrize("bad,found", [(2.0, r"one above 1 \(max 2\)"), (-0.5, r"a negative one \(min -0.5\)")])
+def test_cross_entropy_refuses_probability_targets_outside_0_1(ctx, bad, found):
+    # README lists probabilities outside [0, 1] among the clear errors; a target of 2.0 gave a loss of 2.197
+    z = ctx.asarray(np.zeros((2, 3)))
+    t = np.array([[bad, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"class probabilities in \[0, 1\] as targets, but the batch's targets "
+                                         rf"hold {found}"):
+        pn.CrossEntropyLoss()(z, ctx.asarray(t))
+    # fit checks the loader's targets once on the host, every batch of them, and then never on the device
+    model = pn.Sequential(pn.Dense(3, 3), device=ctx.device).to(dtype=ctx.dtype_name)
+    x = np.zeros((8, 3))
+    targets = np.array([[0.0, 0.5, 0.5]] * 6 + [t[0]] * 2)
+    with pytest.raises(ValueError, match=rf"the loader's targets hold {found}"):
+        pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), x, targets, batch_size=4,
+               shuffle=False, verbose=0)
+    # the bounds themselves are probabilities
+    assert float(ctx.host(pn.CrossEntropyLoss()(z, ctx.asarray([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])))) == \
+        pytest.approx(np.log(3), rel=1e-6)

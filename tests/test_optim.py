@@ -133,7 +133,7 @@ def test_optimizer_rejects_bad_options():
     p = [pn.Parameter(pn.device("cpu").asarray(np.zeros(2)))]
     with pytest.raises(TypeError, match="did you mean 'momentum'"):
         pn.optim.SGD(p, lr=0.1, momentun=0.9)
-    with pytest.raises(ValueError, match="lr must be a non-negative"):
+    with pytest.raises(ValueError, match="lr must be a finite non-negative number"):
         pn.optim.Adam(p, lr=-1)
     with pytest.raises(pn.NotFittedError, match="no gradient on any of its 1 parameters"):
         pn.optim.SGD(p, lr=0.1).step()

@@ -333,6 +333,92 @@ def test_named_accuracies_and_accuracy_without_a_loss(ctx):
         pn.evaluate(model, z, t, metrics=("f1",))
 
 
+def _identity_dense(ctx):
+    """Dense(1, 1) with weight 1 and bias 0: trainable (an optimizer can hold it) and outputs its input exactly."""
+    model = pn.Sequential(pn.Dense(1, 1), device=ctx.device).to(dtype=ctx.dtype_name)
+    model.load_state_dict({"0.weight": np.ones((1, 1)), "0.bias": np.zeros(1)})
+    return model
+
+
+def test_binary_accuracy_thresholds_logits_at_0_and_probabilities_at_half(ctx):
+    # logits 0.3, 0.6, -0.8, 0.2 against 1, 1, 0, 1 are all right at 0; at 0.5 (Keras' fixed threshold) half wrong
+    z = np.array([[0.3], [0.6], [-0.8], [0.2]])
+    t = np.array([[1.0], [1.0], [0.0], [1.0]])
+    model = _identity_dense(ctx)
+    for metrics in ("binary_accuracy", ("binary_accuracy", "accuracy")):
+        res = pn.evaluate(model, z, t, pn.BCEWithLogitsLoss(), metrics=metrics)
+        assert all(res[k] == 1.0 for k in res if k != "loss")
+    opt = pn.optim.SGD(model.parameters(), lr=0.0)
+    hist = pn.fit(model, pn.BCEWithLogitsLoss(), opt, z, t, batch_size=2, metrics="binary_accuracy", verbose=0)
+    assert hist["binary_accuracy"] == [1.0]
+    # the same numbers as probabilities (BCELoss): 0.5 is the threshold; and a regression's outputs estimate 0/1
+    # targets, so binary_accuracy there is at 0.5 too
+    p = np.array([[0.3], [0.6], [0.1], [0.7]])
+    assert pn.evaluate(model, p, t, pn.BCELoss(), metrics="binary_accuracy")["binary_accuracy"] == 0.75
+    assert pn.evaluate(model, p, t, pn.MSELoss(), metrics="binary_accuracy")["binary_accuracy"] == 0.75
+    # without a loss: logits unless the model ends in Sigmoid or Softmax
+    assert pn.evaluate(model, z, t, metrics="binary_accuracy")["binary_accuracy"] == 1.0
+    squashed = pn.Sequential(pn.Identity(), pn.Sigmoid(), device=ctx.device)
+    assert pn.evaluate(squashed, z, t, metrics="binary_accuracy")["binary_accuracy"] == 1.0
+
+
+def test_the_reported_logit_model_with_binary_accuracy(ctx):
+    # Dense(2, 1) whose logits lie in (0.19, 0.78), with BCEWithLogitsLoss: every logit is > 0, so it predicts 1
+    # everywhere and is right on the 46% of samples labelled 1 (thresholding at 0.5 reported 1.0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)[:, None]
+    model = pn.Sequential(pn.Dense(2, 1), device=ctx.device).to(dtype=ctx.dtype_name)
+    model.load_state_dict({"0.weight": np.array([[0.1], [0.0]]), "0.bias": np.array([0.5])})
+    truth = float(((pn.predict(model, x)[:, 0] > 0) == (y[:, 0] > 0.5)).mean())
+    assert truth == 0.46
+    res = pn.evaluate(model, x, y, loss=pn.BCEWithLogitsLoss(), metrics="binary_accuracy")
+    assert res["binary_accuracy"] == pytest.approx(truth, abs=1e-12)
+    hist = pn.fit(model, pn.BCEWithLogitsLoss(), pn.optim.SGD(model.parameters(), lr=0.0), x, y, epochs=1,
+                  metrics="binary_accuracy", verbose=0)
+    assert hist["binary_accuracy"][-1] == pytest.approx(truth, abs=1e-12)
+
+
+LOGITS = np.array([[2.0, -1.0], [0.5, 0.4], [-0.3, 1.5], [-2.0, -0.1]])
+MULTI = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])     # rows not one-hot: multi-label
+
+
+@pytest.mark.parametrize("as_batches", [False, True], ids=["arrays", "iterable"])
+def test_accuracy_without_a_loss_follows_the_last_layer_and_the_targets(ctx, as_batches):
+    """evaluate(model, x, y) without a loss: a final Sigmoid means probabilities per element at any width, 0/1 rows
+    that are not one-hot mean multi-label, float targets that are not classes mean a regression (no accuracy).
+    The targets are read from the loader's host arrays, or, for any other iterable, from its first batch."""
+    def ev(model, x, t, **kw):
+        if as_batches:
+            data = [(ctx.asarray(x[:2]), ctx.asarray(t[:2])), (ctx.asarray(x[2:]), ctx.asarray(t[2:]))]
+            return pn.evaluate(model, data, **kw)
+        return pn.evaluate(model, x, t, **kw)
+
+    sigmoid = pn.Sequential(pn.Identity(), pn.Sigmoid(), device=ctx.device)
+    plain = pn.Sequential(pn.Identity(), device=ctx.device)
+    softmax = pn.Sequential(pn.Identity(), pn.Softmax(), device=ctx.device)
+    # per element, each of the 8 entries: 2 + 2 + 1 + 0 right (the argmax of the rows would give 2 of 4)
+    per_element = float(((LOGITS > 0) == (MULTI > 0.5)).mean())
+    assert per_element == 5 / 8
+    assert ev(sigmoid, LOGITS, MULTI)["accuracy"] == pytest.approx(per_element)       # was 0.5 (argmax)
+    assert ev(plain, LOGITS, MULTI)["accuracy"] == pytest.approx(per_element)
+    # the same model with the loss it would train with agrees
+    assert pn.evaluate(sigmoid, LOGITS, MULTI, pn.BCELoss())["accuracy"] == pytest.approx(per_element)
+    # one-hot rows and labels are classes: the argmax (also for a final Softmax)
+    onehot = np.eye(2)[[0, 0, 1, 1]]
+    assert ev(plain, LOGITS, onehot)["accuracy"] == 1.0
+    assert ev(softmax, LOGITS, onehot)["accuracy"] == 1.0
+    assert ev(plain, LOGITS, np.array([0, 1, 1, 1]))["accuracy"] == 0.75
+    assert ev(plain, LOGITS, np.eye(2)[[0, 0, 1, 1]] * 0.8 + 0.1)["accuracy"] == 1.0      # soft labels
+    # a regression target: no accuracy, and asking for one says why
+    y = np.array([[3.7], [-1.2], [0.4], [2.5]])
+    assert ev(plain, LOGITS[:, :1], y) == {}
+    assert ev(sigmoid, LOGITS[:, :1], y) == {}
+    with pytest.raises(ValueError, match=r"without a loss, on float targets that are not classes.*a regression"):
+        ev(plain, LOGITS[:, :1], y, metrics=("accuracy",))
+    assert set(ev(plain, LOGITS[:, :1], y, loss=pn.MSELoss())) == {"loss"}
+
+
 # -- the logged loss is per sample, for every reduction -----------------------------------------------------------
 def test_the_reported_sum_reduction_logs_the_per_sample_mean(ctx):
     # squared errors 1, 1, 1, 1, 16 in batches of 2: the mean per sample is 4.0 (not 4.8, batch sums weighted by size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 
 from .. import _special
+from ..backends.quiet import quiet_overflow
+from .._numbers import is_int
 from ..module import Module, Parameter, check_float
 
 
@@ -130,6 +132,7 @@ class GELU(Activation):
         super().__init__(device)
         self.approximate = approximate
 
+    @quiet_overflow      # x^3 overflows for huge |x|: tanh(+-inf) = +-1, the limit
     def forward(self, x):
         xp = self.xp
         if self.approximate == "tanh":
@@ -140,11 +143,15 @@ class GELU(Activation):
         self._saved = (x, cdf)
         return x * cdf
 
+    @quiet_overflow      # x * x overflows for huge |x|: exp(-inf) = 0, the limit
     def _grad(self, dy, saved):
         xp = self.xp
         x, c = saved
         if self.approximate == "tanh":
-            dt = (1.0 - c * c) * self._K * (1.0 + 3 * 0.044715 * x * x)
+            # |x| clipped where tanh is +-1 already, so that 1 - c^2 = 0 meets a finite x^2 (float32 overflows it
+            # from 1.8e19, and 0 * inf is NaN; the limit is 0)
+            xc = xp.clip(x, -1e9, 1e9)
+            dt = (1.0 - c * c) * self._K * (1.0 + 3 * 0.044715 * xc * xc)
             return dy * (0.5 * (1.0 + c) + 0.5 * x * dt)
         pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
         return dy * (c + x * pdf)
@@ -158,8 +165,9 @@ class PReLU(Activation):
     feature (num_parameters=features).   x: (batch, features) or any shape when num_parameters=1."""
 
     def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
-        if not isinstance(num_parameters, int) or num_parameters <= 0:
+        if not is_int(num_parameters) or num_parameters <= 0:
             raise ValueError(f"PReLU num_parameters must be a positive int, got {num_parameters!r}")
+        num_parameters = int(num_parameters)
         super().__init__(device)
         self.num_parameters = num_parameters
         dt = self._device.dtype(dtype)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from .. import init as initializers
-from ..module import Module, Parameter, check_features, check_float
+from .._numbers import is_int
+from ..module import Module, Parameter, check_features, check_float, check_gradient
 
 
 def _positive(name, value, owner):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    """A positive count (any integer but bool); returns it as Python's int."""
+    if not is_int(value) or value <= 0:
         raise ValueError(f"{owner} needs {name} to be a positive int, got {value!r}")
+    return int(value)
 
 
 class Dense(Module):
@@ -21,8 +24,8 @@ class Dense(Module):
     can_skip_input_grad = True
 
     def __init__(self, in_features, out_features, bias=True, init=None, device=None, dtype=None, seed=None):
-        _positive("in_features", in_features, "Dense")
-        _positive("out_features", out_features, "Dense")
+        in_features = _positive("in_features", in_features, "Dense")
+        out_features = _positive("out_features", out_features, "Dense")
         super().__init__(device)
         self.in_features, self.out_features = in_features, out_features
         dt = self._device.dtype(dtype)
@@ -49,9 +52,14 @@ class Dense(Module):
             check_float(self, x, w.dtype)
 
     def backward(self, dy, input_grad=True):
-        """dW += x.T @ dy, db += dy summed over the batch; returns dy @ W.T (None with input_grad=False)."""
+        """dW += x.T @ dy, db += dy summed over the batch; returns dy @ W.T (None with input_grad=False).
+        dy: (batch, out_features) for the last forward's batch, in its dtype, on this layer's device; anything else
+        raises a portanet error naming model.backward(loss_fn.backward()) (module.check_gradient)."""
         x = self._x
         self._needs_forward(x)
+        if not (self._device.holds(dy) and dy.ndim == 2 and dy.shape[0] == x.shape[0]
+                and dy.shape[1] == self.out_features and dy.dtype == x.dtype):
+            dy = check_gradient(self, dy, ((x.shape[0], self.out_features), x.dtype), f"{self!r}.backward()", "its")
         self.weight.accumulate_product(x, dy)
         if self.bias is not None:
             self.bias.accumulate_sum(dy, axis=0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import random as _random
+from .._numbers import is_real
 from ..errors import ShapeError
 from ..module import Module
 
@@ -12,7 +13,7 @@ class Dropout(Module):
     from this layer's own generator (seeded by ``seed``, else from ``portanet.seed``)."""
 
     def __init__(self, p=0.5, seed=None, device=None):
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+        if not is_real(p) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout p is the probability of dropping a unit and must be in [0, 1); got {p!r}. "
                              "p=0 disables dropout")
         super().__init__(device)

@@ -17,8 +17,8 @@ class Maxout(Module):
 
     def __init__(self, in_features, out_features, pieces, bias=True, init=None, device=None, dtype=None,
                  seed=None):
-        for name, v in (("in_features", in_features), ("out_features", out_features), ("pieces", pieces)):
-            _positive(name, v, "Maxout")
+        in_features, out_features, pieces = (_positive(name, v, "Maxout") for name, v in (
+            ("in_features", in_features), ("out_features", out_features), ("pieces", pieces)))
         super().__init__(device)
         self.in_features, self.out_features, self.pieces = in_features, out_features, pieces
         dt = self._device.dtype(dtype)

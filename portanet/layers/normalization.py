@@ -1,6 +1,7 @@
 """Batch normalisation over features (BatchNorm1d) and over image channels (BatchNorm2d)."""
 from __future__ import annotations
 
+from .._numbers import is_int, is_real
 from ..errors import ShapeError
 from ..module import Module, Parameter, check_features, check_float
 
@@ -18,9 +19,10 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, device=None, dtype=None):
         name = type(self).__name__
-        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
+        if not is_int(num_features) or num_features <= 0:
             raise ValueError(f"{name} needs num_features to be a positive int, got {num_features!r}")
-        if not 0.0 <= momentum <= 1.0:
+        num_features = int(num_features)
+        if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{name} momentum must be in [0, 1], got {momentum}")
         super().__init__(device)
         self.num_features, self.eps, self.momentum, self.affine = num_features, float(eps), float(momentum), affine

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..backends.quiet import quiet
 from .optimizer import Optimizer
 
 
@@ -25,9 +26,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  **unknown):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad), unknown)
 
+    @quiet          # g * g overflowing to inf is the documented edge (class docstring)
     def _update(self, p, g, state, group):
         xp = self.xp
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -104,17 +104,34 @@ class Optimizer:
 
     # -- options ---------------------------------------------------------------------------
     def _check_options(self, opts):
+        """Refuse what PyTorch refuses (and NaN or infinite values, which would train to NaN), taking any real
+        number (NumPy's too); store the numbers as Python floats, and betas as a tuple, in ``opts`` itself."""
+        import math
+
+        from .._numbers import is_real as _is_real
+
         name = type(self).__name__
+
+        def number(key, ok, want):
+            v = opts[key]
+            if not _is_real(v) or not math.isfinite(v) or not ok(v):
+                raise ValueError(f"{name} {key} must be {want}, got {v!r}")
+            opts[key] = float(v)
+
         for key in ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value"):
-            if key in opts and (not isinstance(opts[key], (int, float)) or opts[key] < 0):
-                raise ValueError(f"{name} {key} must be a non-negative number, got {opts[key]!r}")
+            if key in opts:
+                number(key, lambda v: v >= 0, "a finite non-negative number")
         for key in ("alpha", "dampening"):
-            if key in opts and not 0.0 <= opts[key] <= 1.0:
-                raise ValueError(f"{name} {key} must be in [0, 1], got {opts[key]!r}")
+            if key in opts:
+                number(key, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
         if "betas" in opts:
             b = opts["betas"]
-            if len(b) != 2 or not all(0.0 <= v < 1.0 for v in b):
+            if _is_real(b) or not isinstance(b, (tuple, list)):
+                raise ValueError(f"{name} betas must be a pair (beta1, beta2) of numbers in [0, 1), e.g. (0.9, 0.999), "
+                                 f"got {b!r}")
+            if len(b) != 2 or not all(_is_real(v) and 0.0 <= v < 1.0 for v in b):
                 raise ValueError(f"{name} betas must be two numbers in [0, 1), got {b!r}")
+            opts["betas"] = (float(b[0]), float(b[1]))
 
     @property
     def lr(self) -> float:

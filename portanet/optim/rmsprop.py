@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..backends.quiet import quiet
 from .optimizer import Optimizer
 
 
@@ -26,6 +27,7 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered), unknown)
 
+    @quiet          # s overflowing to inf is the documented edge (class docstring)
     def _update(self, p, g, state, group):
         xp = self.xp
         alpha, eps, wd, mu = group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
@@ -77,6 +79,7 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps), unknown)
 
+    @quiet          # s overflowing to inf is the documented edge (class docstring)
     def _update(self, p, g, state, group):
         xp = self.xp
         if group["weight_decay"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from .._numbers import is_int, is_real
+
 
 class LRScheduler:
     def __init__(self, optimizer):
@@ -41,9 +43,9 @@ class StepLR(LRScheduler):
     """lr = base * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        if not isinstance(step_size, int) or step_size <= 0:
+        if not is_int(step_size) or step_size <= 0:
             raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
-        self.step_size, self.gamma = step_size, float(gamma)
+        self.step_size, self.gamma = int(step_size), float(gamma)
         super().__init__(optimizer)
 
     def factor(self, epoch, base):
@@ -54,9 +56,9 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base - eta_min) (1 + cos(pi epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
-        if not isinstance(T_max, int) or T_max <= 0:
+        if not is_int(T_max) or T_max <= 0:
             raise ValueError(f"CosineAnnealingLR T_max must be a positive int, got {T_max!r}")
-        self.T_max, self.eta_min = T_max, float(eta_min)
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
         super().__init__(optimizer)
 
     def factor(self, epoch, base):
@@ -68,11 +70,11 @@ class LinearWarmup(LRScheduler):
     (PyTorch's LinearLR with end_factor=1)."""
 
     def __init__(self, optimizer, warmup, start_factor=0.1):
-        if not isinstance(warmup, int) or warmup <= 0:
+        if not is_int(warmup) or warmup <= 0:
             raise ValueError(f"LinearWarmup warmup must be a positive int, got {warmup!r}")
-        if not 0.0 < start_factor <= 1.0:
+        if not is_real(start_factor) or not 0.0 < start_factor <= 1.0:
             raise ValueError(f"LinearWarmup start_factor must be in (0, 1], got {start_factor}")
-        self.warmup, self.start_factor = warmup, float(start_factor)
+        self.warmup, self.start_factor = int(warmup), float(start_factor)
         super().__init__(optimizer)
 
     def factor(self, epoch, base):
