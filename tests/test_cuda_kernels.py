@@ -101,8 +101,13 @@ def test_fmad_false_is_what_keeps_the_products_apart():
     assert re.search(r"\bfma\.", ptx.decode() if isinstance(ptx, bytes) else ptx)
 
 
+# NumPy's window kernels (convolution and pooling) have no CUDA twin yet: issue 13 asks for per-backend kernels only
+# where measured faster than the standard code, and no GPU has measured these; CuPy runs the standard code there.
+NUMPY_ONLY = {"relu", "im2col", "col2im", "maxpool", "maxpool_grad", "bias_add_rows", "bias_grad_rows"}
+
+
 def test_the_wrappers_cover_the_numpy_kernels():
-    assert set(cuda_kernels.TABLE) == set(kernels.NAMES) | {"count_correct"}
+    assert set(cuda_kernels.TABLE) == (set(kernels.NAMES) - NUMPY_ONLY) | {"count_correct"}
     declared = {k for names in cuda_sources.KERNELS.values() for k in names}
     for module, source in cuda_sources.SOURCES.items():
         assert set(re.findall(r'extern "C" __global__ void (\w+)\(', source)) == set(cuda_sources.KERNELS[module])
@@ -246,6 +251,8 @@ def cuda_on_numpy(on_host, monkeypatch):
 
     def kernel(name):
         if name not in cuda_kernels.TABLE:
+            if name in NUMPY_ONLY:
+                return None                       # as CupyBackend.kernel answers for them
             raise ValueError(name)
         return _wrap(cuda_kernels.TABLE[name]) if state["on"] and name in host else None
 

@@ -7,6 +7,7 @@ import pytest
 
 import portanet as pn
 from portanet.backends import kernels
+from portanet.step.fusion import plan
 from test_kernels import needs_kernels, shares, standard_code  # noqa: F401,F811  (fixtures)
 
 CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cout=4, k=(3, 5), s=(2, 3), p=(2, 1),
@@ -22,8 +23,14 @@ SIZES = [(7, 8), (7, 20), (8, 20), (7, 21)]
 
 
 def _run(layer, x, dy):
-    y = layer.forward(x)
-    dx = layer.backward(dy)
+    """The layer as fit runs it: through the step plan (portanet/step/fusion.py: the row-bias and ReLU kernels),
+    with an optimizer's flat buffer as its parameters' sink (the bias gradient's kernel)."""
+    model = pn.Sequential(layer)
+    if model.parameters():
+        pn.optim.SGD(model.parameters(), lr=0.1)
+    runner = plan(model)
+    y = runner.forward(x)
+    dx = runner.backward(dy)
     return [np.array(y), np.array(dx)] + [np.array(p.grad) for p in layer.parameters()]
 
 
@@ -143,9 +150,9 @@ def test_relu_kernels_take_any_dense_layout_and_give_the_standard_codes_bits(lay
     dy = order(rng.standard_normal((3, 4, 5, 6)).astype(dtype))
 
     def run():
-        layer = pn.ReLU()
-        y = layer.forward(x)
-        return [np.array(y), np.array(layer.backward(dy)), y.strides == x.strides]
+        runner = plan(pn.Sequential(pn.ReLU()))          # the relu and relu_grad kernels come with the plan
+        y = runner.forward(x)
+        return [np.array(y), np.array(runner.backward(dy)), y.strides == x.strides]
 
     fused, standard = run(), standard_code(run)
     np.testing.assert_array_equal(fused[0], standard[0])

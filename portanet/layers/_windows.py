@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from ..backends.kernels import REFUSALS
 from ..errors import ShapeError
+from .._numbers import is_int
 from ..module import check_float
 
 
 def pair(value, name, owner, minimum):
     """An int or a pair of ints, each >= minimum -> (a, b). ValueError naming the fix otherwise."""
-    items = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    ok = isinstance(items, (tuple, list)) and len(items) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items)
+    items = (value, value) if is_int(value) else value
+    ok = isinstance(items, (tuple, list)) and len(items) == 2 and all(is_int(v) and v >= minimum for v in items)
     if not ok:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{owner} {name} must be {what} or a pair of them (height, width), got {value!r}")

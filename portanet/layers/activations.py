@@ -63,15 +63,6 @@ class ReLU(Activation):
     """y = max(x, 0). dy/dx = 1 where x > 0, else 0."""
 
     def forward(self, x):
-        fused = self._device.kernel("relu")
-        if fused is not None:
-            y = self.xp.empty_like(x)          # x's memory order, which a conv's output keeps (layers/_windows.py)
-            try:   # the same values, split over OpenBLAS's threads for big arrays (backends/kernels.py)
-                fused(x, y)
-                self._saved = y
-                return y
-            except REFUSALS:
-                pass
         y = self.xp.maximum(x, 0.0)
         self._saved = y
         return y

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
+from .._numbers import is_int
 from ..module import Module, Sequential
 
 
@@ -52,7 +53,7 @@ class Concat(Module):
         for i, b in enumerate(branches):
             if not isinstance(b, Module):
                 raise TypeError(f"Concat takes portanet Modules as branches; branch {i} is {type(b).__name__}")
-        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+        if not is_int(axis) or axis == 0:
             raise ValueError(f"Concat joins along a non-batch axis (an int other than 0), got axis={axis!r}")
         if device is None:
             seen = {b.device for b in branches if b.parameters()} or {b.device for b in branches}
@@ -66,7 +67,7 @@ class Concat(Module):
             setattr(self, str(i), b)
         _refuse_repeats(self)
         self.branches = list(branches)
-        self.axis = axis
+        self.axis = int(axis)
         self._sizes = None
         self.to(self._device)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import init as initializers
-from ..backends.kernels import REFUSALS
+from .._numbers import is_int
 from ..module import Module, Parameter
 from . import _windows
 
@@ -35,13 +35,13 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, init=None,
                  device=None, dtype=None, seed=None):
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ValueError(f"Conv2d needs {name} to be a positive int, got {v!r}")
         kernel = _windows.pair(kernel_size, "kernel_size", "Conv2d", 1)
         stride = _windows.pair(stride, "stride", "Conv2d", 1)
         padding = _windows.pair(padding, "padding", "Conv2d", 0)
         super().__init__(device)
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = kernel, stride, padding
         dt = self._device.dtype(dtype)
         draw = initializers.get(init or "glorot_uniform")
@@ -52,20 +52,31 @@ class Conv2d(Module):
         self._saved = None
 
     def forward(self, x):
+        y, out = self.product(x)
+        if self.bias is not None:
+            y += self.bias.data[:, None]          # one bias per output channel: a row of the product
+        return self.images(y, x.shape[0], out)
+
+    def product(self, x):
+        """Check x, keep its columns for backward, and return (W @ columns, (H', W')): the (out_channels,
+        N * H' * W') product before the bias, this layer's own array (safe to update in place)."""
         xp = self.xp
         w = self.weight.data
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.dtype != w.dtype or x.shape[0] == 0:
             _windows.check_images(self, x, w.dtype, self.in_channels)
         out = _windows.out_size(self, x, self.kernel_size, self.stride, self.padding)
         cols = _windows.im2col(self._device, x, self.kernel_size, self.stride, self.padding, out)
-        y = xp.reshape(w, (self.out_channels, cols.shape[0])) @ cols          # (out, N * H' * W')
-        if self.bias is not None:
-            self._add_bias(y)
-        n = x.shape[0]
         self._saved = (cols, tuple(x.shape), out)
+        return xp.matmul(xp.reshape(w, (self.out_channels, cols.shape[0])), cols), out
+
+    def images(self, y, n, out):
+        """(out_channels, N * H' * W') -> (N, out_channels, H', W'), a permuted view (layers/_windows.py says why)."""
+        xp = self.xp
         return xp.permute_dims(xp.reshape(y, (self.out_channels, n, *out)), (1, 0, 2, 3))
 
     def backward(self, dy, input_grad=True):
+        """dW += dY @ columns.T, db += dY summed over positions; returns col2im(W.T @ dY) (None with
+        input_grad=False)."""
         xp = self.xp
         self._needs_forward(self._saved)
         cols, shape, out = self._saved
@@ -73,36 +84,12 @@ class Conv2d(Module):
         g = xp.reshape(_windows.planes(xp, dy), (self.out_channels, cols.shape[1]))   # dY: (out, N * H' * W')
         self.weight.accumulate_product(g.T, cols.T)
         if self.bias is not None:
-            self.bias.accumulate(self._bias_grad(g))
+            self.bias.accumulate_sum(g, axis=1)
         if not input_grad:
             return None
         w = xp.reshape(self.weight.data, (self.out_channels, cols.shape[0]))
-        return _windows.col2im(self._device, w.T @ g, shape, self.kernel_size, self.stride, self.padding, out)
-
-    def _add_bias(self, y):
-        """y += b, one bias value per row of the (out, positions) product, through the backend's ``bias_add_rows``
-        where it has one (the same bits, split over threads; backends/kernels.py)."""
-        kernel = self._device.kernel("bias_add_rows")
-        if kernel is not None:
-            try:
-                kernel(y, self.bias.data)
-                return
-            except REFUSALS:
-                pass
-        y += self.bias.data[:, None]
-
-    def _bias_grad(self, g):
-        """g.sum(axis=1) over dY (out, positions), through ``bias_grad_rows`` where the backend has it (NumPy's
-        pairwise sum, bit for bit, split over threads)."""
-        kernel = self._device.kernel("bias_grad_rows")
-        if kernel is not None:
-            db = self.xp.empty_like(self.bias.data)
-            try:
-                kernel(g, db)
-                return db
-            except REFUSALS:
-                pass
-        return self.xp.sum(g, axis=1)
+        return _windows.col2im(self._device, xp.matmul(w.T, g), shape, self.kernel_size, self.stride, self.padding,
+                               out)
 
     def extra_repr(self):
         parts = [f"{self.in_channels} -> {self.out_channels}", f"kernel_size={_windows.show(self.kernel_size)}"]

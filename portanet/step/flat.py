@@ -93,7 +93,7 @@ class FlatGroup:
     # namespace and the kernels are made again, and the parameters (which come back as copies, not views) are taken
     # back into their segments at the next step, as a parameter rebound by hand is
     _TRANSIENT = ("xp", "index", "data_views", "grad_views", "whole", "slot_views", "_slot_arrays", "_shapes",
-                  "momentum", "taken", "gemm", "bias_grad", "sgd_apply")
+                  "momentum", "taken", "gemm", "bias_grad", "sgd_apply", "bias_grad_rows")
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -117,6 +117,7 @@ class FlatGroup:
         """Look up the backend's kernels (once per step: the next backward uses them; they can be turned off)."""
         kernel = self.device.kernel
         self.gemm, self.bias_grad, self.sgd_apply = kernel("gemm_tn"), kernel("bias_grad"), kernel("sgd_apply")
+        self.bias_grad_rows = kernel("bias_grad_rows")
 
     # -- gradient sinks (Parameter.accumulate_product / accumulate_sum) ----------------------------------------------
     def take_product(self, p, a, b) -> bool:
@@ -141,11 +142,13 @@ class FlatGroup:
         return True
 
     def take_sum(self, p, g, axis) -> bool:
-        """p.grad = sum(g, axis=0) for g (batch, features), written into p's segment by the backend's kernel."""
-        if p.grad is not None or axis != 0 or g.ndim != 2:
+        """p.grad = sum(g, axis) for a 2-D g, written into p's segment by the backend's kernel: axis 0 a Dense's
+        bias (``bias_grad``: g (batch, features)), axis 1 a convolution's (``bias_grad_rows``: g (channels,
+        positions)); both sum as NumPy does, bit for bit."""
+        if p.grad is not None or g.ndim != 2 or axis not in (0, 1):
             return False
         i = self.index.get(p)
-        kernel = self.bias_grad
+        kernel = self.bias_grad if axis == 0 else self.bias_grad_rows
         if i is None or kernel is None:
             return False
         view = self.grad_views[i]

@@ -10,7 +10,8 @@ them to the layers' textbook code):
 - any other Dense adds its bias through ``bias_add`` (NumPy's broadcasting set-up costs more than the arithmetic for
   a small layer: 4.3 -> 0.8 us for the MNIST net's 256x10 output layer); its bias gradient is summed into the flat
   gradient buffer by the optimizer's sink (step/flat.py).
-- a lone ReLU's backward runs ``relu_grad`` (one pass instead of three).
+- a lone ReLU runs ``relu`` forward (split over threads, in its input's memory order) and ``relu_grad`` backward
+  (one pass instead of three); a Conv2d adds its per-channel bias through ``bias_add_rows``.
 - a nested Sequential is planned the same way; every other layer runs its own forward and backward.
 
 Where the backend has none of these kernels (array-api-strict, PyTorch), ``plan`` returns the model itself.
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 from ..backends.kernels import REFUSALS
 from ..layers.activations import ReLU
+from ..layers.conv import Conv2d
 from ..layers.dense import Dense
 from ..module import Sequential
 
-KERNELS = ("bias_relu", "relu_grad_sum", "bias_add", "relu_grad")
+KERNELS = ("bias_relu", "relu_grad_sum", "bias_add", "relu_grad", "relu", "bias_add_rows")
 
 
 def plan(model):
@@ -117,14 +119,48 @@ class _DenseReLU:
         return xp.matmul(dz, dense.weight.data.T) if input_grad else None
 
 
-class _ReLU(_Layer):
-    """A ReLU whose backward is one pass of the backend's kernel."""
+class _Conv2d(_Layer):
+    """A Conv2d whose bias (one per output channel, a row of its (out, positions) product) is added by the backend's
+    kernel: the same bits, split over threads."""
 
     __slots__ = ("kernel",)
 
     def __init__(self, layer, kernel):
         super().__init__(layer)
         self.kernel = kernel
+        self.forward = self._forward
+
+    def _forward(self, x):
+        conv = self.layer
+        y, out = conv.product(x)
+        try:
+            self.kernel(y, conv.bias.data)
+        except REFUSALS:
+            y += conv.bias.data[:, None]
+        return conv.images(y, x.shape[0], out)
+
+
+class _ReLU(_Layer):
+    """A ReLU whose forward (split over threads, in its input's memory order: a conv's output is channel-major) and
+    backward are one pass of the backend's kernels."""
+
+    __slots__ = ("kernel", "forward_kernel")
+
+    def __init__(self, layer, kernel, forward_kernel=None):
+        super().__init__(layer)
+        self.kernel, self.forward_kernel = kernel, forward_kernel
+        if forward_kernel is not None:
+            self.forward = self._forward
+
+    def _forward(self, x):
+        relu = self.layer
+        y = relu.xp.empty_like(x)                 # x's memory order
+        try:
+            self.forward_kernel(x, y)
+        except REFUSALS:
+            return relu.forward(x)
+        relu._saved = y
+        return y
 
     def backward(self, dy, input_grad=True):
         relu = self.layer
@@ -158,7 +194,9 @@ class Chain:
                 if type(layer) is Dense and layer.bias is not None and k["bias_add"] is not None:
                     step = _Dense(layer, k["bias_add"])
                 elif type(layer) is ReLU and k["relu_grad"] is not None:
-                    step = _ReLU(layer, k["relu_grad"])
+                    step = _ReLU(layer, k["relu_grad"], k["relu"])
+                elif type(layer) is Conv2d and layer.bias is not None and k["bias_add_rows"] is not None:
+                    step = _Conv2d(layer, k["bias_add_rows"])
                 elif type(layer) is Sequential:
                     step = Chain(layer)
                 else:
