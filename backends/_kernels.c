@@ -751,6 +751,85 @@ ROW_BIAS_RANGE(row_bias_range_f64, double)
 ROW_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0)
 ROW_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1)
 
+/* A Conv2d and the ReLU after it, as one step (step/fusion.py pairs them), on the (channels, positions) product:
+ *   forward   y[r] = max(y[r] + b[r], 0) in place, NaN kept: `y += b[:, None]`, then ReLU's maximum(y, 0), per value;
+ *   backward  dz[r] = dy[r] * (y[r] > 0), then db[r] = the pairwise sum of dz's row r (as bias_grad_rows): the ReLU's
+ *             mask and the conv's bias gradient in one pass over each row, which is still in cache for its sum.
+ * The same bits as the two layers' own code; split by rows over the threads. */
+#define ROW_BIAS_RELU_RANGE(NAME, T)                                                                             \
+    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
+        const ArraysTask *t = p;                                                                                  \
+        const Py_ssize_t width = t->width;                                                                        \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            T *restrict y = (T *)t->a + r * width;                                                                \
+            const T b = ((const T *)t->b)[r];                                                                     \
+            for (Py_ssize_t i = 0; i < width; i++) {                                                              \
+                T v = y[i] + b;                                                                                   \
+                y[i] = (v > 0 || v != v) ? v : (T)0;                                                              \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+ROW_BIAS_RELU_RANGE(row_bias_relu_range_f32, float)
+ROW_BIAS_RELU_RANGE(row_bias_relu_range_f64, double)
+ROW_VECTOR_WRAPPER(py_bias_relu_rows, row_bias_relu_range_f32, row_bias_relu_range_f64, 1, 0)
+
+typedef struct {
+    const char *dy, *y;
+    char *dz, *db;
+    Py_ssize_t n, width;
+} RowsGradTask;
+
+#define ROW_RELU_GRAD_SUM_RANGE(NAME, T, GRAD, SUM)                                                              \
+    static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                               \
+        const RowsGradTask *t = p;                                                                                \
+        const Py_ssize_t width = t->width;                                                                        \
+        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
+            T *dz = (T *)t->dz + r * width;                                                                       \
+            GRAD((const T *)t->dy + r * width, (const T *)t->y + r * width, dz, width);                           \
+            ((T *)t->db)[r] = (T)0 + SUM(dz, width);                                                              \
+        }                                                                                                         \
+    }
+
+ROW_RELU_GRAD_SUM_RANGE(row_relu_grad_sum_range_f32, float, relu_grad_f32, pairwise_sum_f32)
+ROW_RELU_GRAD_SUM_RANGE(row_relu_grad_sum_range_f64, double, relu_grad_f64, pairwise_sum_f64)
+
+/* relu_grad_sum_rows(dy, y, dz, db): dy, y, dz (rows, width) C-contiguous, db (rows,), one float dtype. */
+static PyObject *py_relu_grad_sum_rows(PyObject *self, PyObject *args) {
+    PyObject *objs[4];
+    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3]))
+        return NULL;
+    static const int writable[4] = {0, 0, 1, 1};
+    Buffers b;
+    if (!hold(&b, objs, writable, 4))
+        return NULL;
+    int size = float_size(b.views[0].format);
+    int ok = size != 0 && b.views[0].ndim == 2;
+    for (int i = 1; i < 4 && ok; i++)
+        ok = b.views[i].format && strcmp(b.views[i].format, b.views[0].format) == 0;
+    for (int i = 1; i < 3 && ok; i++)
+        ok = b.views[i].ndim == 2 && b.views[i].shape[0] == b.views[0].shape[0]
+             && b.views[i].shape[1] == b.views[0].shape[1];
+    ok = ok && b.views[3].ndim == 1 && b.views[3].shape[0] == b.views[0].shape[0];
+    if (!ok) {
+        release(&b);
+        PyErr_SetString(PyExc_ValueError, "relu_grad_sum_rows takes dy, y, dz (rows, width) and db (rows,) arrays "
+                                          "of one float dtype");
+        return NULL;
+    }
+    if (overlapping(b.views, writable, 4)) {
+        release(&b);
+        return NULL;
+    }
+    RowsGradTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, b.views[0].shape[0],
+                         b.views[0].shape[1]};
+    Py_BEGIN_ALLOW_THREADS
+    split(size == 4 ? row_relu_grad_sum_range_f32 : row_relu_grad_sum_range_f64, &task, task.n, task.width, 1);
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     PyObject *objs[3], *db;
     if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
@@ -1886,6 +1965,10 @@ static PyMethodDef methods[] = {
     {"bias_grad", py_bias_grad, METH_VARARGS, "bias_grad(dy, db): db = dy.sum(axis=0) (dy (n, c), db (c,))"},
     {"bias_add_rows", py_bias_add_rows, METH_VARARGS,
      "bias_add_rows(y, b): y += b[:, None] in place (y (c, n), b (c,))"},
+    {"bias_relu_rows", py_bias_relu_rows, METH_VARARGS,
+     "bias_relu_rows(y, b): y = maximum(y + b[:, None], 0) in place (y (c, n), b (c,)), one pass"},
+    {"relu_grad_sum_rows", py_relu_grad_sum_rows, METH_VARARGS,
+     "relu_grad_sum_rows(dy, y, dz, db): dz = dy * (y > 0); db = dz.sum(axis=1) in NumPy's pairwise order, one pass"},
     {"bias_grad_rows", py_bias_grad_rows, METH_VARARGS,
      "bias_grad_rows(dy, db): db = dy.sum(axis=1) with NumPy's pairwise order (dy (c, n), db (c,))"},
     {"relu_grad_sum", py_relu_grad_sum, METH_VARARGS,

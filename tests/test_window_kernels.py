@@ -191,3 +191,44 @@ def test_row_bias_kernels_give_numpys_bits(dtype):
         np.testing.assert_array_equal(y, g + b[:, None])
     with pytest.raises(kernels.REFUSALS):
         kernels.get("bias_grad_rows")(np.ones((3, 4), dtype), np.empty(4, dtype))     # one value per row
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("spec", CONVS[:3], ids=[f"k{c['k']}-s{c['s']}-p{c['p']}" for c in CONVS[:3]])
+@pytest.mark.usefixtures("shares")
+def test_conv_relu_pairs_give_the_standard_codes_bits(spec, input_grad, dtype, standard_code):
+    """The plan runs Conv2d + ReLU as one step (bias_relu_rows forward; relu_grad_sum_rows backward, the ReLU's mask
+    and the conv's bias gradient in one pass over each row) and a MaxPool2d after it as its own kernels: the layers'
+    own code, kernels off, gives the same bits, with an optimizer's flat buffer as the sink and without one."""
+    make, x, _ = _conv_case(spec, dtype, False)
+    x[0, 0, 0, :2] = [np.nan, -0.0]
+
+    def run(with_optimizer):
+        model = pn.Sequential(make(), pn.ReLU(), pn.Conv2d(spec["cout"], 2, 1, dtype=dtype), pn.ReLU())
+        if with_optimizer:
+            pn.optim.SGD(model.parameters(), lr=0.1)
+        runner = plan(model)
+        y = runner.forward(x)
+        dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+        dx = runner.backward(dy, input_grad=input_grad)
+        return [np.array(y)] + ([np.array(dx)] if input_grad else []) + [np.array(p.grad) for p in model.parameters()]
+
+    assert [type(s).__name__ for s in plan(pn.Sequential(make(), pn.ReLU())).steps] == ["_ConvReLU"]
+    for with_optimizer in (True, False):
+        _same(run(with_optimizer), standard_code(lambda: run(with_optimizer)))
+
+
+@needs_kernels
+def test_fused_conv_relu_passes_gradcheck():
+    from test_kernels import Planned
+
+    pn.seed(2)
+    model = pn.Sequential(pn.Conv2d(2, 3, 3, padding=1, dtype="float64"), pn.ReLU(), pn.MaxPool2d(2),
+                          pn.Conv2d(3, 2, 2, dtype="float64"), pn.ReLU())
+    planned = Planned(model)
+    assert [type(s).__name__ for s in planned.runner.steps] == ["_ConvReLU", "_Layer", "_ConvReLU"]
+    x = np.random.default_rng(1).standard_normal((2, 2, 6, 6))
+    errors = pn.gradcheck(planned, x, tol=1e-6)
+    assert len(errors) == 5 and max(errors.values()) < 1e-7

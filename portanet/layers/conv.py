@@ -82,9 +82,16 @@ class Conv2d(Module):
         cols, shape, out = self._saved
         # free when dy is the (out, N, H', W') memory this layer produced, passed through elementwise layers
         g = xp.reshape(_windows.planes(xp, dy), (self.out_channels, cols.shape[1]))   # dY: (out, N * H' * W')
-        self.weight.accumulate_product(g.T, cols.T)
         if self.bias is not None:
             self.bias.accumulate_sum(g, axis=1)
+        return self.backward_rows(g, input_grad)
+
+    def backward_rows(self, g, input_grad=True):
+        """The weight gradient and dx from dY as rows (out_channels, N * H' * W') (backward's second half, after the
+        bias gradient)."""
+        xp = self.xp
+        cols, shape, out = self._saved
+        self.weight.accumulate_product(g.T, cols.T)
         if not input_grad:
             return None
         w = xp.reshape(self.weight.data, (self.out_channels, cols.shape[0]))

@@ -10,6 +10,8 @@ them to the layers' textbook code):
 - any other Dense adds its bias through ``bias_add`` (NumPy's broadcasting set-up costs more than the arithmetic for
   a small layer: 4.3 -> 0.8 us for the MNIST net's 256x10 output layer); its bias gradient is summed into the flat
   gradient buffer by the optimizer's sink (step/flat.py).
+- a Conv2d (with a bias) followed by a ReLU likewise, on the conv's (channels, positions) product
+  (``bias_relu_rows``, ``relu_grad_sum_rows``).
 - a lone ReLU runs ``relu`` forward (split over threads, in its input's memory order) and ``relu_grad`` backward
   (one pass instead of three); a Conv2d adds its per-channel bias through ``bias_add_rows``.
 - a nested Sequential is planned the same way; every other layer runs its own forward and backward.
@@ -24,7 +26,8 @@ from ..layers.conv import Conv2d
 from ..layers.dense import Dense
 from ..module import Sequential
 
-KERNELS = ("bias_relu", "relu_grad_sum", "bias_add", "relu_grad", "relu", "bias_add_rows")
+KERNELS = ("bias_relu", "relu_grad_sum", "bias_add", "relu_grad", "relu", "bias_add_rows", "bias_relu_rows",
+           "relu_grad_sum_rows")
 
 
 def plan(model):
@@ -140,6 +143,56 @@ class _Conv2d(_Layer):
         return conv.images(y, x.shape[0], out)
 
 
+class _ConvReLU:
+    """A Conv2d with a bias and the ReLU after it, as one step, on the conv's (channels, positions) product: the
+    bias add and the ReLU in place (``bias_relu_rows``), and backward the ReLU mask with the bias gradient in one
+    pass over each row (``relu_grad_sum_rows``), where the two layers make four."""
+
+    __slots__ = ("conv", "relu", "forward_kernel", "backward_kernel", "can_skip_input_grad")
+
+    def __init__(self, conv, relu, forward_kernel, backward_kernel):
+        self.conv, self.relu = conv, relu
+        self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
+        self.can_skip_input_grad = True
+
+    def forward(self, x):
+        conv = self.conv
+        y, out = conv.product(x)
+        try:
+            self.forward_kernel(y, conv.bias.data)
+        except REFUSALS:
+            y += conv.bias.data[:, None]
+            return self.relu.forward(conv.images(y, x.shape[0], out))
+        images = conv.images(y, x.shape[0], out)
+        self.relu._saved = images          # the ReLU is ready for its own backward, as if it had run
+        return images
+
+    def backward(self, dy, input_grad=True):
+        conv, relu = self.conv, self.relu
+        y = relu._saved
+        relu._needs_forward(y)
+        conv._needs_forward(conv._saved)
+        xp = conv.xp
+        rows = (conv.out_channels, -1)
+        # both as (channels, positions) rows: free when they are the conv's channel-major memory (they are, unless
+        # a layer in between changed the layout); the kernel refuses anything else and the two layers run
+        try:
+            dyr = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), rows)
+            yr = xp.reshape(xp.permute_dims(y, (1, 0, 2, 3)), rows)
+            bias = conv.bias
+            dz = xp.empty_like(yr)
+            fresh = bias.sink.fresh_grad(bias) if bias.sink is not None else None
+            db = fresh if fresh is not None else xp.empty_like(bias.data)
+            self.backward_kernel(dyr, yr, dz, db)
+        except REFUSALS:
+            return conv.backward(relu.backward(dy), input_grad=input_grad)
+        if fresh is not None:
+            bias.grad = fresh
+        else:
+            bias.accumulate(db)
+        return conv.backward_rows(dz, input_grad)
+
+
 class _ReLU(_Layer):
     """A ReLU whose forward (split over threads, in its input's memory order: a conv's output is channel-major) and
     backward are one pass of the backend's kernels."""
@@ -190,6 +243,9 @@ class Chain:
             if (type(layer) is Dense and layer.bias is not None and type(nxt) is ReLU
                     and k["bias_relu"] is not None and k["relu_grad_sum"] is not None):
                 step, i = _DenseReLU(layer, nxt, k["bias_relu"], k["relu_grad_sum"]), i + 2
+            elif (type(layer) is Conv2d and layer.bias is not None and type(nxt) is ReLU
+                  and k["bias_relu_rows"] is not None and k["relu_grad_sum_rows"] is not None):
+                step, i = _ConvReLU(layer, nxt, k["bias_relu_rows"], k["relu_grad_sum_rows"]), i + 2
             else:
                 if type(layer) is Dense and layer.bias is not None and k["bias_add"] is not None:
                     step = _Dense(layer, k["bias_add"])
