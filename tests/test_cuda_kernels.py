@@ -103,7 +103,8 @@ def test_fmad_false_is_what_keeps_the_products_apart():
 
 # NumPy's window kernels (convolution and pooling) have no CUDA twin yet: issue 13 asks for per-backend kernels only
 # where measured faster than the standard code, and no GPU has measured these; CuPy runs the standard code there.
-NUMPY_ONLY = {"relu", "im2col", "col2im", "maxpool", "maxpool_grad", "bias_add_rows", "bias_grad_rows"}
+NUMPY_ONLY = {"relu", "im2col", "col2im", "maxpool", "maxpool_grad", "bias_add_rows", "bias_grad_rows", "bias_relu_rows",
+              "relu_grad_sum_rows"}
 
 
 def test_the_wrappers_cover_the_numpy_kernels():
