@@ -36,12 +36,16 @@ class Dense(Module):
         self._x = None
 
     def forward(self, x):
-        self.check_input(x)
-        self._x = x
-        y = self.xp.matmul(x, self.weight.data)
+        y = self.product(x)
         if self.bias is not None:
             y += self.bias.data           # y is this layer's own fresh array: add in place
         return y
+
+    def product(self, x):
+        """Check x, keep it for backward, and return x @ W: this layer's own fresh array, before the bias."""
+        self.check_input(x)
+        self._x = x
+        return self.xp.matmul(x, self.weight.data)
 
     def check_input(self, x):
         """x must be (batch, in_features) in the weights' dtype (cheap when it is)."""

@@ -54,8 +54,9 @@ class _Layer:
         return dx if input_grad else None
 
 
-class _Dense(_Layer):
-    """A Dense whose bias is added by the backend's kernel."""
+class _BiasKernel(_Layer):
+    """A layer with a bias whose ``product(x)`` gives its output before the bias as its own fresh array (Dense:
+    (batch, out); Conv2d: (out, positions)), the bias then added in place by the backend's kernel."""
 
     __slots__ = ("kernel",)
 
@@ -65,15 +66,57 @@ class _Dense(_Layer):
         self.forward = self._forward
 
     def _forward(self, x):
-        dense = self.layer
-        dense.check_input(x)
-        dense._x = x
-        y = dense.xp.matmul(x, dense.weight.data)
+        layer = self.layer
+        y = layer.product(x)
         try:
-            self.kernel(y, dense.bias.data)
+            self.kernel(*self._bias_operands(y))
         except REFUSALS:                  # e.g. a bias the user replaced with another dtype: the layer's own code
-            y += dense.bias.data
+            return self._textbook_bias(y, x)
+        return self._finish(y, x)
+
+    def _bias_operands(self, y):
+        return y, self.layer.bias.data
+
+
+class _Dense(_BiasKernel):
+    """A Dense whose bias is added by ``bias_add``."""
+
+    def _textbook_bias(self, y, x):
+        y += self.layer.bias.data
         return y
+
+    def _finish(self, y, x):
+        return y
+
+
+class _Conv2d(_BiasKernel):
+    """A Conv2d whose bias (one per output channel, a row of its (out, positions) product) is added by
+    ``bias_add_rows``: the same bits, split over threads."""
+
+    def _bias_operands(self, yo):
+        return yo[0], self.layer.bias.data
+
+    def _textbook_bias(self, yo, x):
+        yo[0][...] += self.layer.bias.data[:, None]
+        return self._finish(yo, x)
+
+    def _finish(self, yo, x):
+        y, out = yo
+        return self.layer.images(y, x.shape[0], out)
+
+
+def _bias_target(bias, xp):
+    """Where a fused backward writes a bias gradient: the flat buffer's segment when this is the step's first
+    (``fresh``), else a new array to accumulate."""
+    fresh = bias.sink.fresh_grad(bias) if bias.sink is not None else None
+    return fresh, (fresh if fresh is not None else xp.empty_like(bias.data))
+
+
+def _bias_taken(bias, fresh, db):
+    if fresh is not None:
+        bias.grad = fresh
+    else:
+        bias.accumulate(db)
 
 
 class _DenseReLU:
@@ -88,9 +131,7 @@ class _DenseReLU:
 
     def forward(self, x):
         dense = self.dense
-        dense.check_input(x)
-        dense._x = x
-        y = dense.xp.matmul(x, dense.weight.data)
+        y = dense.product(x)
         try:
             self.forward_kernel(y, dense.bias.data)
         except REFUSALS:
@@ -105,42 +146,15 @@ class _DenseReLU:
         dense._needs_forward(x)
         relu._needs_forward(y)
         xp = dense.xp
-        bias = dense.bias
         dz = xp.empty_like(y)
-        # the bias gradient goes straight into the optimizer's flat buffer when this is its first this step
-        fresh = bias.sink.fresh_grad(bias) if bias.sink is not None else None
-        db = fresh if fresh is not None else xp.empty_like(bias.data)
+        fresh, db = _bias_target(dense.bias, xp)
         try:
             self.backward_kernel(dy, y, dz, db)
         except REFUSALS:
             return dense.backward(relu.backward(dy), input_grad=input_grad)
         dense.weight.accumulate_product(x, dz)
-        if fresh is not None:
-            bias.grad = fresh
-        else:
-            bias.accumulate(db)
+        _bias_taken(dense.bias, fresh, db)
         return xp.matmul(dz, dense.weight.data.T) if input_grad else None
-
-
-class _Conv2d(_Layer):
-    """A Conv2d whose bias (one per output channel, a row of its (out, positions) product) is added by the backend's
-    kernel: the same bits, split over threads."""
-
-    __slots__ = ("kernel",)
-
-    def __init__(self, layer, kernel):
-        super().__init__(layer)
-        self.kernel = kernel
-        self.forward = self._forward
-
-    def _forward(self, x):
-        conv = self.layer
-        y, out = conv.product(x)
-        try:
-            self.kernel(y, conv.bias.data)
-        except REFUSALS:
-            y += conv.bias.data[:, None]
-        return conv.images(y, x.shape[0], out)
 
 
 class _ConvReLU:
@@ -179,17 +193,12 @@ class _ConvReLU:
         try:
             dyr = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), rows)
             yr = xp.reshape(xp.permute_dims(y, (1, 0, 2, 3)), rows)
-            bias = conv.bias
             dz = xp.empty_like(yr)
-            fresh = bias.sink.fresh_grad(bias) if bias.sink is not None else None
-            db = fresh if fresh is not None else xp.empty_like(bias.data)
+            fresh, db = _bias_target(conv.bias, xp)
             self.backward_kernel(dyr, yr, dz, db)
         except REFUSALS:
             return conv.backward(relu.backward(dy), input_grad=input_grad)
-        if fresh is not None:
-            bias.grad = fresh
-        else:
-            bias.accumulate(db)
+        _bias_taken(conv.bias, fresh, db)
         return conv.backward_rows(dz, input_grad)
 
 
