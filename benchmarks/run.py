@@ -277,10 +277,14 @@ def main():
     p.add_argument("--cnn", action="store_true", help="only row (i), the CNN (CPU)")
     p.add_argument("--cnn-images", type=int, default=12800,
                    help="training images per epoch of row (i) (default 12800 of 60000: ~3 s a contender)")
+    p.add_argument("--images", type=int, default=None,
+                   help="train rows (a) to (h) on the first N training images only (a smoke run: tests/test_bench.py)")
     args = p.parse_args()
     if args.device != "cpu":        # the GPU suite is benchmarks/gpu.py (make bench-gpu)
         os.execv(sys.executable, [sys.executable, os.path.join(HERE, "gpu.py")] + ["--quick"] * args.quick)
     x, y, xt, yt, name = load_data()
+    if args.images:
+        x, y, name = x[:args.images], y[:args.images], f"{name}, first {args.images} images"
     pn.device(args.device)
     print(f"data: {name} {x.shape}, {args.epochs} interleaved epochs per row, median of epochs 2..N, "
           f"device {args.device}\nportanet: {kernels.status()}; host malloc {host_memory.status()}\n")
