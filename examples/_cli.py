@@ -31,6 +31,11 @@ def add_dataset_options(p):
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=None,
                    help="Which images to train on. Without it: MNIST when it is found or can be downloaded, "
                         "else Fashion-MNIST (said on stderr), as `make demo` does.")
+    add_data_dir(p)
+
+
+def add_data_dir(p):
+    """--data-dir: where the IDX files are, for every example that reads MNIST or Fashion-MNIST."""
     p.add_argument("--data-dir", default=None,
                    help="Directory holding the four IDX files (.gz or raw). Without it: $PORTANET_DATA, "
                         "~/.cache/portanet and, for Fashion-MNIST, /usr/share/datasets/fashion-mnist are searched.")

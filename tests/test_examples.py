@@ -1,6 +1,7 @@
 """Each example runs for one quick epoch on small data and exits 0; each says what it needs and what it does."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 import pathlib
@@ -27,9 +28,30 @@ def write_images(d, seed=0):
     return d
 
 
+def write_squares(d, seed=0):
+    """The four IDX files of a 300 / 100 image stand-in for Fashion-MNIST in ``d``, learnable through the
+    augmentation of fashion_resnet.py and its global pooling: each image holds a centred bright square whose size
+    gives the class (shifts and mirrors keep it; write_images' marks tell the class by their row only)."""
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for stem, n in (("train", 300), ("t10k", 100)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+        for i, half in enumerate(2 + y.astype(int)):
+            x[i, 14 - half:14 + half, 14 - half:14 + half] = 255
+        write_idx(d / f"{stem}-images-idx3-ubyte.gz", x)
+        write_idx(d / f"{stem}-labels-idx1-ubyte.gz", y)
+    return d
+
+
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory):
+    return write_squares(tmp_path_factory.mktemp("fashion"))
 
 
 @pytest.fixture
@@ -86,6 +108,17 @@ def test_mnist_cnn(tiny_mnist):
               "0", "--batch-size", "50")
     last = out.strip().splitlines()[-1]
     assert last.startswith("test accuracy: ") and float(last[15:-1]) > 30
+
+
+def test_fashion_resnet_and_resume(tiny_fashion, tmp_path):
+    ckpt = tmp_path / "resnet.npz"
+    args = ("--data-dir", tiny_fashion, "--checkpoint", ckpt, "--verbose", "0", "--batch-size", "50")
+    out = run(ROOT / "examples/fashion_resnet.py", "--epochs", "1", *args)
+    assert "300 training / 100 test images on cpu; sgd lr=0.1 (cosine over 1 epochs)" in out
+    out = run(ROOT / "examples/fashion_resnet.py", "--epochs", "3", *args)      # the schedule resumes with the rest
+    assert "resumed from" in out and "after epoch 1; 2 to go" in out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"test accuracy: \d+\.\d\d%", last) and float(last[15:-1]) > 50
 
 
 def test_iris_neuron():
@@ -168,8 +201,8 @@ def test_help_is_whole_sentences_with_defaults(script):
     assert " ".join(doc.split()) in " ".join(usage.split()) and "(default: cpu)" in usage
 
 
-@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "mnist_cnn.py", "iris_neuron.py",
-                                    "logic_gates.py", "curve_fit.py"])
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "mnist_cnn.py", "fashion_resnet.py",
+                                    "iris_neuron.py", "logic_gates.py", "curve_fit.py"])
 def test_unknown_device_is_one_clear_line(script):
     r = subprocess.run([sys.executable, ROOT / "examples" / script, "--device", "tpu"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
