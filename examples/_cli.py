@@ -1,6 +1,7 @@
 """What every example shares: --device / --epochs / --seed, help that shows defaults, one-line errors instead of
 tracebacks, and the same data rule as `make demo`: MNIST when it is here, else Fashion-MNIST, said on stderr."""
 import argparse
+import os
 import sys
 
 import portanet as pn
@@ -39,6 +40,45 @@ def add_data_dir(p):
     p.add_argument("--data-dir", default=None,
                    help="Directory holding the four IDX files (.gz or raw). Without it: $PORTANET_DATA, "
                         "~/.cache/portanet and, for Fashion-MNIST, /usr/share/datasets/fashion-mnist are searched.")
+
+
+def add_run_options(p, saved="the model and optimizer"):
+    """--checkpoint, --plot, --limit and --verbose, for the examples that train on the 28x28 image sets."""
+    p.add_argument("--checkpoint", default=None,
+                   help=f"File to save {saved} to after every epoch; when it exists, training resumes from it "
+                        "up to --epochs in all.")
+    p.add_argument("--plot", default=None,
+                   help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
+                        "pip install 'portanet[plot]').")
+    p.add_argument("--limit", type=int, default=None,
+                   help="Train on the first N training images only, for quick runs.")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
+                        "0: only the results.")
+
+
+def resume(args, model, optimizer, loader, callbacks=()):
+    """(callbacks, epochs still to run) for --checkpoint: load it when it exists (a file that cannot be resumed
+    from exits with the reason, and is left as it is), and save after every epoch."""
+    callbacks, remaining = list(callbacks), args.epochs
+    if args.checkpoint:
+        if os.path.exists(args.checkpoint):
+            try:
+                meta = pn.load(args.checkpoint, model, optimizer, loader=loader)
+            except pn.CheckpointError as e:
+                sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
+            remaining = max(0, args.epochs - int(meta["epoch"]))
+            print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
+        callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
+    return callbacks, remaining
+
+
+def report(args, history, model, test):
+    """Write --plot's curves, then the last line every image example prints: `test accuracy: NN.NN%`."""
+    if args.plot and history.epoch:
+        history.plot(args.plot)
+        print(f"curves written to {args.plot}")
+    print(f"test accuracy: {100 * pn.evaluate(model, test)['accuracy']:.2f}%")
 
 
 def setup(args):

@@ -22,11 +22,8 @@ each training image shifted by up to 2 pixels in each direction and mirrored lef
 mirrored shirt is still a shirt; the test images are left as they are). Images go in as (batch, 1, 28, 28), channels
 first. The last line printed is exactly `test accuracy: NN.NN%`.
 """
-import os
-import sys
-
 import portanet as pn
-from _cli import add_data_dir, load_images, matplotlib_or_exit, parser, setup
+from _cli import add_data_dir, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
 
 
 def parse(argv=None):
@@ -38,17 +35,7 @@ def parse(argv=None):
     p.add_argument("--weight-decay", type=float, default=5e-4, help="SGD's L2 weight decay.")
     p.add_argument("--no-augment", action="store_true",
                    help="Train on the images as they are, without random shifts and mirroring.")
-    p.add_argument("--checkpoint", default=None,
-                   help="File to save the model, optimizer and schedule to after every epoch; when it exists, "
-                        "training resumes from it up to --epochs in all.")
-    p.add_argument("--plot", default=None,
-                   help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
-                        "pip install 'portanet[plot]').")
-    p.add_argument("--limit", type=int, default=None,
-                   help="Train on the first N training images only, for quick runs.")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
-                        "0: only the results.")
+    add_run_options(p, saved="the model, optimizer and schedule")
     return p.parse_args(argv)
 
 
@@ -92,24 +79,12 @@ def main(argv=None):
     train = pn.DataLoader(x[:, None], y, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=device,
                           transform=augment)
     test = pn.DataLoader(xt[:, None], yt, batch_size=1000, device=device)
-    callbacks, remaining = [pn.LearningRateScheduler(schedule)], args.epochs
-    if args.checkpoint:
-        if os.path.exists(args.checkpoint):
-            try:
-                meta = pn.load(args.checkpoint, model, opt, loader=train)
-            except pn.CheckpointError as e:
-                sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
-            remaining = max(0, args.epochs - int(meta["epoch"]))
-            print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
-        callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
+    callbacks, remaining = resume(args, model, opt, train, callbacks=[pn.LearningRateScheduler(schedule)])
     print(f"fashion-mnist: {len(x)} training / {len(xt)} test images on {device}; sgd lr={args.lr} "
           f"(cosine over {args.epochs} epochs), augmentation: {augment or 'none'}")
     history = pn.fit(model, pn.CrossEntropyLoss(label_smoothing=0.1), opt, train, epochs=remaining,
                      val_loader=test, callbacks=callbacks, verbose=args.verbose)
-    if args.plot and history.epoch:
-        history.plot(args.plot)
-        print(f"curves written to {args.plot}")
-    print(f"test accuracy: {100 * pn.evaluate(model, test)['accuracy']:.2f}%")
+    report(args, history, model, test)
 
 
 if __name__ == "__main__":

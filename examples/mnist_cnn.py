@@ -10,11 +10,8 @@ Images go in as (batch, 1, 28, 28): channels first, as Conv2d expects. Without -
 MNIST is found or can be downloaded, else on Fashion-MNIST (saying so on stderr). The last line printed is exactly
 `test accuracy: NN.NN%`.
 """
-import os
-import sys
-
 import portanet as pn
-from _cli import add_dataset_options, load_images, matplotlib_or_exit, parser, setup
+from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
 
 
 def parse(argv=None):
@@ -22,17 +19,7 @@ def parse(argv=None):
     add_dataset_options(p)
     p.add_argument("--batch-size", type=int, default=128, help="Training samples per step.")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate.")
-    p.add_argument("--checkpoint", default=None,
-                   help="File to save the model and optimizer to after every epoch; when it exists, training "
-                        "resumes from it up to --epochs in all.")
-    p.add_argument("--plot", default=None,
-                   help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
-                        "pip install 'portanet[plot]').")
-    p.add_argument("--limit", type=int, default=None,
-                   help="Train on the first N training images only, for quick runs.")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
-                        "0: only the results.")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
@@ -57,23 +44,11 @@ def main(argv=None):
     # uint8 (n, 28, 28) -> (n, 1, 28, 28): a view; the loader converts each batch on the device
     train = pn.DataLoader(x[:, None], y, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=device)
     test = pn.DataLoader(xt[:, None], yt, batch_size=1000, device=device)
-    callbacks, remaining = [], args.epochs
-    if args.checkpoint:
-        if os.path.exists(args.checkpoint):
-            try:
-                meta = pn.load(args.checkpoint, model, opt, loader=train)
-            except pn.CheckpointError as e:
-                sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
-            remaining = max(0, args.epochs - int(meta["epoch"]))
-            print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
-        callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
+    callbacks, remaining = resume(args, model, opt, train)
     print(f"{dataset}: {len(x)} training / {len(xt)} test images on {device}; adam lr={args.lr}")
     history = pn.fit(model, pn.CrossEntropyLoss(), opt, train, epochs=remaining, val_loader=test,
                      callbacks=callbacks, verbose=args.verbose)
-    if args.plot and history.epoch:
-        history.plot(args.plot)
-        print(f"curves written to {args.plot}")
-    print(f"test accuracy: {100 * pn.evaluate(model, test)['accuracy']:.2f}%")
+    report(args, history, model, test)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,8 @@
 Without --dataset it trains on MNIST when MNIST is found or can be downloaded, else on Fashion-MNIST (saying so
 on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
-import os
-import sys
-
 import portanet as pn
-from _cli import add_dataset_options, load_images, matplotlib_or_exit, parser, setup
+from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
 
 
 def parse(argv=None):
@@ -21,17 +18,7 @@ def parse(argv=None):
                    help="Adam, or SGD with momentum 0.9.")
     p.add_argument("--lr", type=float, default=None,
                    help="Learning rate. Without it: 1e-3 for adam, 0.05 for sgd.")
-    p.add_argument("--checkpoint", default=None,
-                   help="File to save the model and optimizer to after every epoch; when it exists, training "
-                        "resumes from it up to --epochs in all.")
-    p.add_argument("--plot", default=None,
-                   help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
-                        "pip install 'portanet[plot]').")
-    p.add_argument("--limit", type=int, default=None,
-                   help="Train on the first N training images only, for quick runs.")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
-                        "0: only the results.")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
@@ -54,25 +41,11 @@ def main(argv=None):
            else pn.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
     train = pn.DataLoader(x, y, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=device)
     test = pn.DataLoader(xt, yt, batch_size=1000, device=device)
-    callbacks = []
-    remaining = args.epochs
-    if args.checkpoint:
-        if os.path.exists(args.checkpoint):
-            try:
-                meta = pn.load(args.checkpoint, model, opt, loader=train)
-            except pn.CheckpointError as e:
-                sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
-            remaining = max(0, args.epochs - int(meta["epoch"]))
-            print(f"resumed from {args.checkpoint} after epoch {meta['epoch']}; {remaining} to go")
-        callbacks.append(pn.ModelCheckpoint(args.checkpoint, save_best_only=False))
+    callbacks, remaining = resume(args, model, opt, train)
     print(f"{dataset}: {len(x)} training / {len(xt)} test images on {device}; {args.optimizer} lr={lr}")
     history = pn.fit(model, pn.CrossEntropyLoss(), opt, train, epochs=remaining, val_loader=test,
                      callbacks=callbacks, verbose=args.verbose)
-    if args.plot and history.epoch:
-        history.plot(args.plot)
-        print(f"curves written to {args.plot}")
-    acc = pn.evaluate(model, test)["accuracy"]
-    print(f"test accuracy: {100 * acc:.2f}%")
+    report(args, history, model, test)
 
 
 if __name__ == "__main__":
