@@ -284,7 +284,7 @@ CASES = [
                                                                                  pn.Dense(8, 3))),
      pn.CheckpointError, r"truncated or corrupt.*earlier checkpoint"),
     ("optimizer of another type", lambda t: _load_into_adam(ckpt(t)), pn.CheckpointError,
-     r"for SGD, not Adam: create a SGD"),
+     r"for SGD, not Adam: create an SGD"),
     ("a plain npz", lambda t: pn.load(_plain_npz(t), pn.Dense(2, 2)), pn.CheckpointError,
      r"not a portanet checkpoint.*load_state_dict"),
     ("missing checkpoint", lambda t: pn.load(t / "nope.npz", pn.Dense(2, 2)), FileNotFoundError,

@@ -137,3 +137,14 @@ def test_optimizer_rejects_bad_options():
         pn.optim.Adam(p, lr=-1)
     with pytest.raises(pn.NotFittedError, match="no gradient on any of its 1 parameters"):
         pn.optim.SGD(p, lr=0.1).step()
+
+
+def test_lr_setter_takes_what_the_constructor_takes():
+    p = [pn.Parameter(pn.device("cpu").asarray(np.zeros(2)))]
+    opt = pn.optim.SGD([{"params": p[:1]}], lr=0.1)
+    opt.lr = np.float32(0.25)                    # a NumPy scalar, as a schedule computed with NumPy gives
+    assert opt.lr == 0.25 and type(opt.param_groups[0]["lr"]) is float
+    for bad in (float("nan"), float("inf"), -0.1, "0.1", None):
+        with pytest.raises(ValueError, match="SGD lr must be a finite non-negative number"):
+            opt.lr = bad
+    assert opt.lr == 0.25                        # a refused value leaves the rate as it was

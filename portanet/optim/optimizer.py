@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 
 from .. import devices
+from .._words import a
 from ..errors import CheckpointError, DeviceMismatchError, NotFittedError
 from ..module import Parameter
 from ..step.flat import FlatGroup, views_write_through
@@ -139,10 +140,11 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"learning rate must be a non-negative number, got {value!r}")
+        """Set every group's learning rate: a finite non-negative real (NumPy's too), as the constructor takes."""
+        opts = {"lr": value}
+        self._check_options(opts)
         for g in self.param_groups:
-            g["lr"] = float(value)
+            g["lr"] = opts["lr"]
 
     def parameters(self):
         return [p for g in self.param_groups for p in g["params"]]
@@ -238,7 +240,7 @@ class Optimizer:
         name = type(self).__name__
         if sd.get("type") != name:
             raise CheckpointError(f"this optimizer state is for {sd.get('type')}, not {name}: "
-                                  f"create a {sd.get('type')} to load it, or load the model alone")
+                                  f"create {a(sd.get('type'))} to load it, or load the model alone")
         if len(sd["groups"]) != len(self.param_groups):
             raise CheckpointError(f"the saved {name} has {len(sd['groups'])} parameter group(s), this one "
                                   f"{len(self.param_groups)}")
