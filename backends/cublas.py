@@ -17,10 +17,13 @@ The handle, as PyTorch keeps its own (aten/src/ATen/cuda/CublasHandlePool.cpp):
 - math mode CUBLAS_DEFAULT_MATH: float32 products in float32, no TF32 (portanet promises float32 results);
   ``set_tf32(True)`` opts in to CUBLAS_TF32_TENSOR_OP_MATH, as torch.backends.cuda.matmul.allow_tf32 does.
 
-The handle's lifecycle, math mode and stream go through CuPy's binding (cupy_backends.cuda.libs.cublas). Two calls
-go through ctypes on the same libcublas, because the binding cannot make them as needed: cublasSetWorkspace_v2
-(not bound at all), and the GEMMs themselves: the binding's sgemm/dgemm call cublasSetStream first whenever any
-CuPy stream has been made current (its ``_setStream``), which would throw the workspace away on every call.
+The handle's lifecycle and math mode go through CuPy's binding (cupy_backends.cuda.libs.cublas). Three calls go
+through ctypes on the same libcublas, because the binding cannot make them as needed: cublasSetWorkspace_v2 (not
+bound at all); cublasSetStream_v2, because the binding's setStream raises NotImplementedError on a stream that is
+capturing (CuPy 14's guard, cupy/cupy#6290), and a handle last bound to another stream is rebound inside a
+recording (epoch 2 of a captured fit, after the last batch ran eagerly); and the GEMMs themselves: the binding's
+sgemm/dgemm call cublasSetStream first whenever any CuPy stream has been made current (its ``_setStream``), which
+would throw the workspace away on every call and refuse every GEMM of a recording.
 
 Layout. cuBLAS is column-major, and a C-contiguous (r, s) array read column-major is its transpose (s x r, leading
 dimension s); an F-contiguous one (the .T of a C-contiguous array) is itself (r x s, leading dimension r). So C =
@@ -66,6 +69,7 @@ class _Library:
         self.path = path
         vp, i = ctypes.c_void_p, ctypes.c_int
         self.set_workspace = _function(lib, "cublasSetWorkspace_v2", [vp, vp, ctypes.c_size_t])
+        self.set_stream = _function(lib, "cublasSetStream_v2", [vp, vp])
         gemm_args = [vp, i, i, i, i, i, vp, vp, i, vp, i, vp, vp, i]
         self.gemm = {_F32: _function(lib, "cublasSgemm_v2", gemm_args),
                      _F64: _function(lib, "cublasDgemm_v2", gemm_args)}
@@ -146,8 +150,10 @@ class _Handle:
         self.scalars_ptr = {dt: p + 2 * dt.itemsize for dt, p in self.one.items()}
 
     def bind(self, stream: int):
-        """Run on ``stream``, with this handle's workspace for it (allocated on first use of that stream)."""
-        self._cublas.setStream(self.ptr, stream)
+        """Run on ``stream``, with this handle's workspace for it (allocated on first use of that stream). Works
+        while ``stream`` is recording a CUDA graph: cublasSetStream and cublasSetWorkspace only set the handle's
+        state (PyTorch's getCurrentCUDABlasHandle makes both calls on every use, captures included)."""
+        _check(self.lib.set_stream(self.ptr, stream), "cublasSetStream")
         ws = self.workspaces.get(stream)
         if ws is None:
             ws = self.workspaces[stream] = self._cupy.cuda.alloc(self.size)   # CuPy's pool: 512-byte aligned

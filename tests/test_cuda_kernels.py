@@ -540,7 +540,39 @@ def test_cublas_symbols_resolve_where_the_library_is_installed():
     except Exception as e:
         pytest.skip(f"no libcublas here: {str(e).strip()[:150]}")
     assert os.path.basename(lib.path).startswith("libcublas.so")
-    assert set(lib.gemm) == {np.dtype(np.float32), np.dtype(np.float64)} and lib.set_workspace is not None
+    assert set(lib.gemm) == {np.dtype(np.float32), np.dtype(np.float64)}
+    assert lib.set_workspace is not None and lib.set_stream is not None
+
+
+def test_binding_a_stream_goes_around_cupys_capture_guard():
+    """A handle last bound to another stream is rebound inside a recording: epoch 2 of a captured fit, after the
+    last (smaller) batch ran eagerly on the current stream. CuPy 14's cublas.setStream raises NotImplementedError
+    on a stream that is capturing, so ``bind`` sets stream and workspace through libcublas itself; the binding here
+    raises as CuPy's does during a capture."""
+    calls, allocs = [], []
+
+    class CapturingBinding:
+        @staticmethod
+        def setStream(handle, stream):
+            raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+    def alloc(size):
+        allocs.append(size)
+        return types.SimpleNamespace(ptr=4096 * len(allocs))
+
+    h = cublas._Handle.__new__(cublas._Handle)
+    h._cublas, h._cupy, h.ptr, h.size, h.workspaces, h.stream = CapturingBinding, types.SimpleNamespace(
+        cuda=types.SimpleNamespace(alloc=alloc)), 77, 2**20, {}, None
+    h.lib = types.SimpleNamespace(set_stream=lambda handle, s: calls.append(("stream", handle, s)) or 0,
+                                  set_workspace=lambda handle, p, n: calls.append(("workspace", handle, p, n)) or 0)
+    for stream in (5, 9, 5):
+        h.bind(stream)
+    assert calls == [("stream", 77, 5), ("workspace", 77, 4096, 2**20), ("stream", 77, 9),
+                     ("workspace", 77, 8192, 2**20), ("stream", 77, 5), ("workspace", 77, 4096, 2**20)]
+    assert allocs == [2**20, 2**20] and h.stream == 5            # one workspace per stream, kept
+    h.lib.set_stream = lambda handle, s: 7
+    with pytest.raises(RuntimeError, match="cuBLAS cublasSetStream failed with status 7"):
+        h.bind(3)
 
 
 # ---- on a GPU ---------------------------------------------------------------------------------------------------
@@ -776,3 +808,30 @@ def test_gpu_gemm_tn_and_a_kernel_replay_from_a_cuda_graph(gpu):
     # buf gains a.T @ b = 4 per replay (1 warm-up + 3 replays); w loses 0.5 * buf after each
     assert cupy.asnumpy(buf).tolist() == [[16.0] * 3] * 4
     assert cupy.asnumpy(w).tolist() == [[-0.5 * (4 + 8 + 12 + 16)] * 3] * 4
+
+
+def test_gpu_a_recording_rebinds_a_handle_last_used_on_another_stream(gpu):
+    """Epoch 2 of a captured fit: the recording stream has its workspace from the warm-up, but the last batch of
+    epoch 1 ran eagerly on the current stream, so the first GEMM of the new recording rebinds the handle while the
+    stream captures (CuPy's own cublas.setStream refuses that)."""
+    import cupy
+
+    a, b = cupy.full((8, 4), 0.5, cupy.float32), cupy.ones((8, 3), cupy.float32)
+    buf = cupy.zeros((4, 3), cupy.float32)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        cublas.gemm_tn(a, b, buf, 1.0, 1.0)                         # warm-up on s
+        s.synchronize()
+    cublas.gemm_tn(a, b, buf, 1.0, 1.0)                             # eager, on the current stream
+    cupy.cuda.get_current_stream().synchronize()
+    assert cublas.handle().stream != s.ptr
+    with s:
+        s.begin_capture()
+        try:
+            cublas.gemm_tn(a, b, buf, 1.0, 1.0)
+        finally:
+            graph = s.end_capture()
+        graph.launch(stream=s)
+        graph.launch(stream=s)
+        s.synchronize()
+    assert cupy.asnumpy(buf).tolist() == [[16.0] * 3] * 4            # 4 per product: warm-up, eager, 2 replays
