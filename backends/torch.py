@@ -4,6 +4,8 @@ Only torch's tensors and generators are used; autograd is never involved.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, Generator, StepGraph
@@ -59,17 +61,48 @@ class TorchGenerator(Generator):
         self._gen.set_state(self._torch.from_numpy(np.asarray(state, dtype=np.uint8).copy()))
 
 
+# array-api-compat's torch functions that turn a Python scalar argument (by position) into a tensor with
+# torch.asarray(value, device=the other argument's device): on a CUDA tensor that is a host-to-device copy and a stream
+# synchronisation (PyTorch copies pageable memory with memcpy_and_sync), which a CUDA graph capture refuses
+# (pytorch/pytorch#91302, #168991) and which stalls every eager step: ReLU is maximum(x, 0.0).
+SCALAR_ARGS = {name: (0, 1) for name in ("atan2", "hypot", "logaddexp", "logical_and", "logical_or", "logical_xor",
+                                         "maximum", "minimum", "nextafter")}
+SCALAR_ARGS.update({name: (0,) for name in ("copysign", "equal", "greater", "greater_equal", "less", "less_equal",
+                                            "not_equal")})
+
+
+def _filled_scalars(fn, positions, compat, torch):
+    """``fn`` with its Python scalars made on the other argument's device by torch.full (a fill kernel, recordable)
+    in the dtype array-api-compat would give them, so the result is compat's own."""
+    scalars = (bool, int, float)
+
+    def wrapped(x1, x2, /, **kwargs):
+        args = [x1, x2]
+        for i in positions:
+            other = args[1 - i]
+            if isinstance(args[i], scalars) and isinstance(other, torch.Tensor):
+                args[i] = torch.full((), args[i], dtype=compat.result_type(args[i], other), device=other.device)
+        return fn(*args, **kwargs)
+
+    wrapped.__name__, wrapped.__doc__, wrapped.__wrapped__ = fn.__name__, fn.__doc__, fn
+    return wrapped
+
+
 class TorchBackend(Backend):
     name = "torch"
 
     def _load_namespace(self):
         try:
-            import array_api_compat.torch as xp
-            import torch  # noqa: F401
+            import array_api_compat.torch as compat
+            import torch
         except ImportError as e:
             raise DeviceUnavailableError(
                 "device='torch:...' needs PyTorch: pip install torch"
             ) from e
+        xp = types.ModuleType(compat.__name__, compat.__doc__)
+        xp.__dict__.update(vars(compat))
+        for name, positions in SCALAR_ARGS.items():
+            setattr(xp, name, _filled_scalars(getattr(compat, name), positions, compat, torch))
         return xp
 
     def unavailable(self):

@@ -184,6 +184,65 @@ def test_a_recorded_step_never_leaves_device1(monkeypatch, stand_in):
     assert graph.replays >= 8 and guard.to_host_calls > 0
 
 
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, stand_in, opt_name):
+    """torch.asarray / as_tensor / tensor of a Python value onto a CUDA device copies it from the host and
+    synchronises the stream, which a CUDA graph capture refuses; array-api-compat does it for every Python scalar
+    given to maximum (ReLU's maximum(x, 0.0)). On torch:cpu the calls are what a CUDA capture would meet."""
+    import torch
+
+    recording, made = [False], []
+
+    def spy(real):
+        def creating(data, *args, **kwargs):
+            if recording[0] and isinstance(data, (bool, int, float, list, tuple)):
+                made.append((real.__name__, data))
+            return real(data, *args, **kwargs)
+        return creating
+
+    for name in ("asarray", "as_tensor", "tensor"):
+        monkeypatch.setattr(torch, name, spy(getattr(torch, name)))
+    real_capture, real_replay = ReplayGraph.capture, ReplayGraph.replay
+
+    def during(method):
+        def run(self, *args):
+            recording[0] = True
+            try:
+                return method(self, *args)
+            finally:
+                recording[0] = False
+        return run
+
+    monkeypatch.setattr(ReplayGraph, "capture", during(real_capture))
+    monkeypatch.setattr(ReplayGraph, "replay", during(real_replay))
+    ctx = type("Ctx", (), {"device": pn.device("torch:cpu"), "dtype_name": "float32"})
+    _, _, _, graph = _run(ctx, opt_name, True, stand_in(), epochs=2)
+    assert graph.recordings == 2 and made == []
+
+
+def test_torch_namespace_functions_given_python_scalars_equal_array_api_compats():
+    """The torch namespace's maximum etc. make their scalar argument with torch.full (backends/torch.py); the
+    results are array-api-compat's, NaN and signed zeros included."""
+    import array_api_compat.torch as compat
+    import torch
+
+    from portanet.backends.torch import SCALAR_ARGS
+
+    xp = pn.device("torch:cpu").xp
+    x = torch.tensor([-1.5, -0.0, 0.0, 0.5, float("nan"), float("inf")])
+    for name, positions in SCALAR_ARGS.items():
+        fn, ref = getattr(xp, name), getattr(compat, name)
+        assert fn.__wrapped__ is ref
+        arg = x > 0 if name.startswith("logical") else x
+        for value in ((True,) if name.startswith("logical") else (0.0, -2, 0.5)):
+            for args in [(value, arg) if i == 0 else (arg, value) for i in positions]:
+                got, want = fn(*args), ref(*args)
+                assert got.dtype == want.dtype and got.shape == want.shape, name
+                torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+                if got.is_floating_point():
+                    assert torch.equal(torch.signbit(got), torch.signbit(want)), name
+
+
 def test_capture_true_where_no_graph_can_record_names_the_backends_that_can(ctx):
     if ctx.device.backend.step_graph(ctx.device.native) is not None:
         pytest.skip("this backend records")
