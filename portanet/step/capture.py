@@ -96,6 +96,8 @@ class CapturedStep:
             self._release_recording()               # an option changed (a schedule stepped): record again
         if self.warm < WARMUP:
             self.warm += 1
+            if self.warm == WARMUP:
+                return self._last_warmup(xb, yb)
             return self.graph.warmup(lambda: self.step(xb, yb))
         try:
             return self._record(xb, yb)
@@ -104,6 +106,22 @@ class CapturedStep:
                 raise
             self.failed = str(e) if isinstance(e, CaptureUnsupported) else f"recording failed ({type(e).__name__}: {e})"
             return self.step(xb, yb)
+
+    def _last_warmup(self, xb, yb):
+        """The last warm-up runs the step as the recording will, with the step counts on the device, so that what
+        that path launches (Adam's bias corrections from a 0-d count) is compiled and loaded now: CuPy compiles an
+        elementwise kernel on its first call, which would otherwise fall inside the capture."""
+        try:
+            groups = [fg for fg in self._flat_groups() if fg.ready]
+        except CaptureUnsupported:
+            groups = []                 # recording will say why; this warm-up runs as the first did
+        for fg in groups:
+            fg.counts_to_device(self.optimizer)
+        try:
+            return self.graph.warmup(lambda: self.step(xb, yb))
+        finally:
+            for fg in groups:
+                fg.counts_to_host(self.optimizer)
 
     def _replay(self, xb, yb):
         xs, ys = self.static
