@@ -404,7 +404,7 @@ class Sequential(Module):
         return self._first
 
     def __repr__(self):
-        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        inner = ",\n  ".join(repr(layer).replace("\n", "\n  ") for layer in self.layers)   # nested containers indent
         return f"Sequential(\n  {inner}\n)"
 
 

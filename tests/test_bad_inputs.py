@@ -114,6 +114,12 @@ CASES = [
      r"at most half the kernel"),
     ("BatchNorm2d on channels-last", lambda t: pn.BatchNorm2d(3)(np.zeros((2, 4, 4, 3), F32)), pn.ShapeError,
      r"expects \(batch, 3, height, width\).*transpose\(0, 3, 1, 2\)"),
+    ("BatchNorm2d negative eps", lambda t: pn.BatchNorm2d(3, eps=-1e-5), ValueError,
+     r"BatchNorm2d eps must be a finite number >= 0.*got -1e-05"),
+    ("BatchNorm1d NaN eps", lambda t: pn.BatchNorm1d(3, eps=float("nan")), ValueError,
+     r"BatchNorm1d eps must be a finite number >= 0.*got nan"),
+    ("BatchNorm2d eps as a string", lambda t: pn.BatchNorm2d(3, eps="1e-5"), ValueError,
+     r"BatchNorm2d eps must be a finite number >= 0.*got '1e-5'"),
     ("Residual branch that changes the shape", lambda t: pn.Residual(pn.Conv2d(4, 8, 1))(np.zeros((2, 4, 5, 5), F32)),
      pn.ShapeError, r"\(2, 4, 5, 5\) into \(2, 8, 5, 5\).*1x1 Conv2d projection \(Conv2d\(4, 8, 1\)\)"),
     ("Concat branches of different sizes", lambda t: pn.Concat(pn.Conv2d(2, 3, 3), pn.Conv2d(2, 3, 3, padding=1))(

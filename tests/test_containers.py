@@ -148,6 +148,28 @@ def test_summary_indents_the_branches_with_their_output_shapes():
     assert "  Conv2d(2 -> 2, kernel_size=1)" in unknown and "?" in unknown     # no image size: shapes unknown
 
 
+def test_repr_indents_every_level_of_nesting():
+    model = pn.Sequential(pn.Conv2d(1, 2, 3), pn.Residual(pn.Conv2d(2, 2, 1), pn.Sequential(pn.ReLU())),
+                          pn.Concat(pn.Identity(), pn.Sequential(pn.Tanh())), pn.Flatten())
+    assert repr(model) == "\n".join([
+        "Sequential(",
+        "  Conv2d(1 -> 2, kernel_size=3),",
+        "  Residual(",
+        "    Conv2d(2 -> 2, kernel_size=1),",
+        "    Sequential(",
+        "      ReLU()",
+        "    )",
+        "  ),",
+        "  Concat(",
+        "    Identity(),",
+        "    Sequential(",
+        "      Tanh()",
+        "    )",
+        "  ),",
+        "  Flatten()",
+        ")"])
+
+
 def test_residual_refuses_a_branch_that_changes_the_shape():
     with pytest.raises(pn.ShapeError, match=r"input of shape \(2, 4, 5, 5\) into \(2, 8, 5, 5\).*1x1 Conv2d "
                                              r"projection \(Conv2d\(4, 8, 1\)\)"):

@@ -145,3 +145,23 @@ def test_flatten_takes_images_and_conv_outputs(ctx):
     assert tuple(back.shape) == (4, 3, 5, 6)
     np.testing.assert_array_equal(ctx.host(back), ctx.host(g).reshape(4, 3, 5, 6))
     assert tuple(flat(x).shape) == (4, 60)
+
+
+@pytest.mark.parametrize("case", ["transposed", "other dtype", "other batch", "the loss's value", "a number"])
+def test_backward_refuses_what_is_not_its_output_gradient_as_dense_does(ctx, case):
+    """Conv2d alone is a model as Dense alone is: its backward takes dL/d(output) and names the fix for anything else,
+    rather than reshaping a transposed gradient of the same size into wrong gradients or upcasting every grad."""
+    layer = pn.Conv2d(2, 3, 3, device=ctx.device, dtype=ctx.dtype_name, seed=0)
+    layer(ctx.randn(2, 2, 5, 5, seed=1))                                   # output (2, 3, 3, 3)
+    other = "float64" if ctx.dtype_name == "float32" else "float32"
+    dy, exc = {"transposed": (ctx.randn(3, 3, 3, 2, seed=2), pn.ShapeError),
+               "other dtype": (ctx.device.asarray(np.ones((2, 3, 3, 3)), dtype=other), TypeError),
+               "other batch": (ctx.randn(1, 3, 3, 3, seed=2), pn.ShapeError),
+               "the loss's value": (ctx.device.asarray(np.float32(1.0)), pn.ShapeError),
+               "a number": (1.0, TypeError)}[case]
+    with pytest.raises(exc, match=r"takes dL/d\(output\), an array shaped like its output \(2, 3, 3, 3\).*"
+                                  r"model.backward\(loss_fn.backward\(\)\)"):
+        layer.backward(dy)
+    assert layer.weight.grad is None and layer.bias.grad is None            # refused before any gradient was touched
+    layer.backward(ctx.randn(2, 3, 3, 3, seed=3))                           # the right call still works afterwards
+    assert layer.weight.grad.dtype == ctx.dtype

@@ -208,3 +208,14 @@ def test_unknown_device_is_one_clear_line(script):
                        cwd=ROOT, timeout=120)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith("error: unknown device 'tpu'") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_cnn.py", "fashion_resnet.py"])
+@pytest.mark.parametrize("value", ["0", "-5", "ten"])
+def test_limit_takes_a_positive_count(script, value, capsys):
+    """--limit 0 trained on all 60000 images and --limit -5 on all but the last five: argparse refuses both."""
+    p = parser_of(script)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--limit", value])
+    assert f"argument --limit: must be a positive number of images, got {value}" in capsys.readouterr().err
+    assert p.parse_args(["--limit", "300"]).limit == 300

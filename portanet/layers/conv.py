@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import init as initializers
 from .._numbers import is_int
-from ..module import Module, Parameter
+from ..module import Module, Parameter, check_gradient
 from . import _windows
 
 
@@ -76,10 +76,15 @@ class Conv2d(Module):
 
     def backward(self, dy, input_grad=True):
         """dW += dY @ columns.T, db += dY summed over positions; returns col2im(W.T @ dY) (None with
-        input_grad=False)."""
+        input_grad=False). dy: (batch, out_channels, H', W') for the last forward's batch, in its dtype, on this
+        layer's device; anything else raises a portanet error naming model.backward(loss_fn.backward())
+        (module.check_gradient), as Dense's backward does."""
         xp = self.xp
         self._needs_forward(self._saved)
         cols, shape, out = self._saved
+        want = (shape[0], self.out_channels, *out)
+        if not (self._device.holds(dy) and tuple(dy.shape) == want and dy.dtype == cols.dtype):
+            dy = check_gradient(self, dy, (want, cols.dtype), f"{self!r}.backward()", "its")
         # free when dy is the (out, N, H', W') memory this layer produced, passed through elementwise layers
         g = xp.reshape(_windows.planes(xp, dy), (self.out_channels, cols.shape[1]))   # dY: (out, N * H' * W')
         if self.bias is not None:

@@ -24,6 +24,10 @@ class _BatchNorm(Module):
         num_features = int(num_features)
         if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{name} momentum must be in [0, 1], got {momentum}")
+        if not is_real(eps) or not 0.0 <= eps < float("inf"):
+            # a negative eps makes sqrt(var + eps) NaN for every channel whose batch variance is below -eps
+            raise ValueError(f"{name} eps must be a finite number >= 0 (added to the variance before the square "
+                             f"root; PyTorch's default is 1e-5), got {eps!r}")
         super().__init__(device)
         self.num_features, self.eps, self.momentum, self.affine = num_features, float(eps), float(momentum), affine
         xp, dt, nat = self.xp, self._device.dtype(dtype), self._device.native
