@@ -50,22 +50,22 @@ def add_run_options(p, saved="the model and optimizer"):
     p.add_argument("--plot", default=None,
                    help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
                         "pip install 'portanet[plot]').")
-    p.add_argument("--limit", type=_positive_count, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="Train on the first N training images only, for quick runs.")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
                         "0: only the results.")
 
 
-def _positive_count(text):
-    """--limit's type: the scripts slice x[:limit], which would take every image for 0 and drop the last ones for a
-    negative number."""
+def positive_int(text):
+    """The type of --limit and --batch-size: the scripts slice x[:limit], which would take every image for 0 and
+    drop the last ones for a negative number, and a batch needs at least one sample."""
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of images, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return n
 
 

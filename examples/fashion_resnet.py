@@ -23,14 +23,14 @@ mirrored shirt is still a shirt; the test images are left as they are). Images g
 first. The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_data_dir, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
+from _cli import add_data_dir, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
 
 
 def parse(argv=None):
     p = parser(__doc__, epochs=15, epochs_help="Number of passes over the training data; the cosine schedule "
                                                 "anneals the learning rate to zero over them.")
     add_data_dir(p)
-    p.add_argument("--batch-size", type=int, default=128, help="Training samples per step.")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="Training samples per step.")
     p.add_argument("--lr", type=float, default=0.1, help="SGD's learning rate at the first epoch.")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="SGD's L2 weight decay.")
     p.add_argument("--no-augment", action="store_true",

@@ -9,13 +9,13 @@ on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
 
 import portanet as pn
-from _cli import add_dataset_options, load_images, parser, setup
+from _cli import add_dataset_options, load_images, parser, positive_int, setup
 
 
 def main(argv=None):
     p = parser(__doc__, epochs=100)
     add_dataset_options(p)
-    p.add_argument("--batch-size", type=int, default=1000, help="Training samples per step.")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="Training samples per step.")
     p.add_argument("--lr", type=float, default=2.0,
                    help="The textbook's eta, for its cost (half the squared error summed over the 10 outputs).")
     p.add_argument("--limit", type=int, default=None,

@@ -11,13 +11,13 @@ MNIST is found or can be downloaded, else on Fashion-MNIST (saying so on stderr)
 `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
+from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
 
 
 def parse(argv=None):
     p = parser(__doc__, epochs=10)
     add_dataset_options(p)
-    p.add_argument("--batch-size", type=int, default=128, help="Training samples per step.")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="Training samples per step.")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate.")
     add_run_options(p)
     return p.parse_args(argv)

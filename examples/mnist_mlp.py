@@ -7,13 +7,13 @@ Without --dataset it trains on MNIST when MNIST is found or can be downloaded, e
 on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, report, resume, setup
+from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
 
 
 def parse(argv=None):
     p = parser(__doc__, epochs=10)
     add_dataset_options(p)
-    p.add_argument("--batch-size", type=int, default=128, help="Training samples per step.")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="Training samples per step.")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
                    help="Adam, or SGD with momentum 0.9.")
     p.add_argument("--lr", type=float, default=None,

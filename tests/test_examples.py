@@ -217,5 +217,15 @@ def test_limit_takes_a_positive_count(script, value, capsys):
     p = parser_of(script)
     with pytest.raises(SystemExit):
         p.parse_args(["--limit", value])
-    assert f"argument --limit: must be a positive number of images, got {value}" in capsys.readouterr().err
+    assert f"argument --limit: must be a positive whole number, got {value}" in capsys.readouterr().err
     assert p.parse_args(["--limit", "300"]).limit == 300
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_cnn.py", "fashion_resnet.py", "mnist_classic.py"])
+def test_batch_size_takes_a_positive_count(script, capsys):
+    """--batch-size 0 ended in the DataLoader's traceback after the data had loaded: argparse refuses it."""
+    p = parser_of(script)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--batch-size", "0"])
+    assert "argument --batch-size: must be a positive whole number, got 0" in capsys.readouterr().err
+    assert p.parse_args(["--batch-size", "64"]).batch_size == 64
