@@ -16,6 +16,12 @@ class Residual(Sequential):
     before or after the Residual. Backward: dx = dy + f's input gradient. Nests in Sequential, Concat and other
     Residuals; like Sequential, it fuses Dense + ReLU pairs and honours input_grad=False."""
 
+    def __init__(self, *layers, device=None):
+        if not layers or (len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not layers[0]):
+            raise ValueError("Residual needs at least one layer: with none, f is the identity and Residual() "
+                             "computes x + x; use Identity() for a plain skip")
+        super().__init__(*layers, device=device)
+
     def forward(self, x):
         fx = super().forward(x)
         if tuple(fx.shape) != tuple(x.shape):

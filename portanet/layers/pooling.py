@@ -11,8 +11,13 @@ class _Pool2d(Module):
     """kernel_size, stride (default: kernel_size) and padding as PyTorch's MaxPool2d / AvgPool2d: an int or a
     (height, width) pair, padding at most half the kernel; output size floor((H + 2p - k) / s) + 1."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, device=None):
+    def __init__(self, kernel_size, stride=None, padding=0, device=None, **unsupported):
         name = type(self).__name__
+        if unsupported:
+            raise TypeError(f"{name} got {', '.join(map(repr, unsupported))}, which portanet's pooling does not "
+                            "support: it takes PyTorch's kernel_size, stride and padding (dilation 1, ceil_mode="
+                            "False, padding counted in averages, no return_indices); pad the input or choose "
+                            "kernel_size and stride to get the size you need")
         kernel = _windows.pair(kernel_size, "kernel_size", name, 1)
         stride = kernel if stride is None else _windows.pair(stride, "stride", name, 1)
         padding = _windows.pair(padding, "padding", name, 0)
