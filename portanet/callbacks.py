@@ -128,7 +128,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save model, optimizer and loader position after each epoch. ``path`` may contain ``{epoch}``.
+    """Save model, optimizer and loader position after each epoch. ``path`` may name the epoch and any logged value,
+    formatted as Keras fills it (``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``).
     Resume with ``pn.load(path, model, optimizer, loader=train_loader)`` and call fit again.
 
     save_best_only           save only when ``monitor`` beats the best value saved so far (strictly, no
@@ -156,7 +157,13 @@ class ModelCheckpoint(Callback):
         extra = {"epoch": epoch + 1, "logs": logs}
         if t.train_loader is not None and hasattr(t.train_loader, "state_dict"):
             extra["loader"] = t.train_loader
-        save(self.path.format(epoch=epoch + 1), t.model, t.optimizer, **extra)
+        try:
+            path = self.path.format(**logs, epoch=epoch + 1)
+        except KeyError as e:
+            have = ", ".join(["epoch", *sorted(logs)])
+            raise ValueError(f"ModelCheckpoint's path {self.path!r} names {{{e.args[0]}}}, which fit does not log; "
+                             f"it can name: {have}") from None
+        save(path, t.model, t.optimizer, **extra)
 
 
 class TerminateOnNaN(Callback):
