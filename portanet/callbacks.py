@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 
@@ -128,7 +129,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save model, optimizer and loader position after each epoch. ``path`` may contain ``{epoch}``.
+    """Save model, optimizer and loader position after each epoch. ``path`` may name the epoch and any logged value,
+    formatted as Keras fills it (``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``).
     Resume with ``pn.load(path, model, optimizer, loader=train_loader)`` and call fit again.
 
     save_best_only           save only when ``monitor`` beats the best value saved so far (strictly, no
@@ -156,7 +158,13 @@ class ModelCheckpoint(Callback):
         extra = {"epoch": epoch + 1, "logs": logs}
         if t.train_loader is not None and hasattr(t.train_loader, "state_dict"):
             extra["loader"] = t.train_loader
-        save(self.path.format(epoch=epoch + 1), t.model, t.optimizer, **extra)
+        try:
+            path = self.path.format(**logs, epoch=epoch + 1)
+        except KeyError as e:
+            have = ", ".join(["epoch", *sorted(logs)])
+            raise ValueError(f"ModelCheckpoint's path {self.path!r} names {{{e.args[0]}}}, which fit does not log; "
+                             f"it can name: {have}") from None
+        save(path, t.model, t.optimizer, **extra)
 
 
 class TerminateOnNaN(Callback):
@@ -165,15 +173,24 @@ class TerminateOnNaN(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at the start of every epoch: ``schedule(epoch, lr) -> lr``, or step a
-    schedule object (StepLR, CosineAnnealingLR, ...) at the end of every epoch."""
+    """Set the learning rate at the start of every epoch: ``schedule(epoch, lr) -> lr``, or ``schedule(epoch) -> lr``
+    (Keras takes both), or step a schedule object (StepLR, CosineAnnealingLR, ...) at the end of every epoch."""
 
     def __init__(self, schedule):
+        if not hasattr(schedule, "step") and not callable(schedule):
+            raise TypeError(f"LearningRateScheduler takes a function schedule(epoch, lr) -> lr or a schedule object "
+                            f"(pn.optim.StepLR(opt, 10)), got {type(schedule).__name__}: for a constant rate, set "
+                            "it on the optimizer (lr=...)")
         self.schedule = schedule
+        self._takes_lr = hasattr(schedule, "step") or _positional(schedule) != 1
 
     def on_epoch_begin(self, epoch):
         if not hasattr(self.schedule, "step"):
-            lr = float(self.schedule(epoch, self.trainer.optimizer.lr))
+            lr = self.schedule(epoch, self.trainer.optimizer.lr) if self._takes_lr else self.schedule(epoch)
+            if not is_real(lr) and not (hasattr(lr, "__float__") and getattr(lr, "ndim", 0) == 0):
+                raise TypeError(f"the schedule returned {lr!r} for epoch {epoch + 1}; it must return the learning "
+                                "rate, a number")
+            lr = float(lr)
             if not math.isfinite(lr) or lr < 0:
                 raise NonFiniteError(f"the schedule returned lr={lr} for epoch {epoch + 1}")
             self.trainer.optimizer.lr = lr
@@ -181,6 +198,17 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs):
         if hasattr(self.schedule, "step"):
             self.schedule.step()
+
+
+def _positional(fn) -> int:
+    """How many positional arguments ``fn`` takes (2 where it takes any number, or where Python cannot tell)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 class CSVLogger(Callback):

@@ -38,7 +38,8 @@ class DataLoader:
 
     x, y           host arrays (x: (n, ...), y: (n,) labels or (n, k) targets), or a Dataset (``__len__``,
                    ``__getitem__`` returning host arrays x_i or pairs (x_i, y_i)) as x with y=None; an ArrayDataset
-                   is read as its two arrays. Another library's arrays in CPU memory (torch CPU tensors) are used
+                   is read as its two arrays, and so is a tuple (x, y) given as x (fit's pair; a list stays a
+                   Dataset of samples). Another library's arrays in CPU memory (torch CPU tensors) are used
                    in place through DLPack (a tensor that requires grad as ``t.detach()``: its values); GPU arrays
                    are read back to the host once
     batch_size     samples per batch; the last batch is smaller unless drop_last
@@ -78,6 +79,9 @@ class DataLoader:
         self.epoch = 0
         self._dataset = None
         sample_dtype = None
+        if isinstance(x, tuple) and len(x) == 2 and y is None and _is_array(x[0]) and \
+                (x[1] is None or _is_array(x[1]) or isinstance(x[1], list)):
+            x, y = x                             # a pair (x, y), as fit, evaluate and predict read one
         if isinstance(x, ArrayDataset):          # its arrays, with every fast path arrays have
             if y is not None:
                 raise TypeError("DataLoader got an ArrayDataset and y: the dataset holds its targets; drop y")
@@ -254,9 +258,8 @@ class DataLoader:
         if self._dataset is not None:
             items = [self._dataset[int(i)] for i in ids]
             if isinstance(items[0], tuple):
-                return np.stack([np.asarray(a) for a, _ in items]), self._label_host(
-                    np.stack([np.asarray(b) for _, b in items]))
-            return np.stack([np.asarray(a) for a in items]), None
+                return _stack([a for a, _ in items], "x"), self._label_host(_stack([b for _, b in items], "y"))
+            return _stack(items, "x"), None
         xb = self.x[s:e] if order is None else np.take(self.x, ids, axis=0)
         yb = None if self.y is None else self._label_host(self.y[s:e] if order is None else np.take(self.y, ids, axis=0))
         return xb, yb
@@ -281,6 +284,19 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({self._n} samples, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"device={self.device}, placement={self.placement!r})")
+
+
+def _stack(samples, name):
+    """One batch from a Dataset's samples, or a ShapeError naming the shapes that differ (NumPy's own says only
+    that they do)."""
+    arrays = [np.asarray(a) for a in samples]
+    try:
+        return np.stack(arrays)
+    except ValueError as e:
+        shapes = sorted({a.shape for a in arrays})
+        raise ShapeError(f"the Dataset's samples differ in shape ({name}: {', '.join(map(str, shapes[:3]))}"
+                         f"{' ...' if len(shapes) > 3 else ''}): give every sample the same shape (pad or crop them), "
+                         "or, for arrays x and y, pass them as DataLoader(x, y)") from e
 
 
 def _numeric(a, name):

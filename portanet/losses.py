@@ -305,7 +305,7 @@ class _ClassLoss(Loss):
             if bool(xp.any((target < 0) | (target >= c))):
                 lo, hi = int(xp.min(target)), int(xp.max(target))
                 raise ValueError(f"{type(self).__name__} got labels in [{lo}, {hi}] but the model has {c} classes "
-                                 f"(labels 0..{c - 1}): check the labels, or give the last layer more outputs")
+                                 f"(labels 0..{c - 1}): {labels_fix(lo)}")
         elif bool(xp.any((target < 0) | (target > 1))):
             raise ValueError(probabilities_message(type(self).__name__, float(xp.min(target)), float(xp.max(target)),
                                                    "batch's targets"))
@@ -318,6 +318,15 @@ class _ClassLoss(Loss):
         onehot = xp.astype(hit, dtype)
         valid = xp.any(hit, axis=1, keepdims=True)
         return hit, xp.where(valid, onehot, float("nan"))
+
+
+def labels_fix(lowest) -> str:
+    """The fix for integer labels outside 0..classes-1, from the lowest one: a negative label is no class, most
+    often PyTorch's ignore_index (-100) marking samples to skip, which portanet's losses do not have."""
+    if lowest < 0:
+        return ("negative labels are no class; to skip samples as PyTorch's ignore_index=-100 does, drop them first "
+                "(keep = y >= 0, then x[keep], y[keep])")
+    return "check the labels, or give the last layer more outputs"
 
 
 def probabilities_message(name, lo, hi, where="targets") -> str:

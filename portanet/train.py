@@ -14,7 +14,7 @@ from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
 from .history import History
-from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss, probabilities_message
+from .losses import BCELoss, BCEWithLogitsLoss, Loss, _ClassLoss, labels_fix, probabilities_message
 from .module import Module
 from .optim.optimizer import Optimizer
 from .progress import Progress
@@ -135,8 +135,7 @@ def _check_targets_once(loss, loader, output) -> bool:
         classes = output.shape[1]
         if span[0] < 0 or span[1] >= classes:
             raise ValueError(f"{type(loss).__name__}: the loader's labels span [{span[0]}, {span[1]}] but the model "
-                             f"has {classes} outputs (labels 0..{classes - 1}): check the labels, or give the last "
-                             "layer more outputs")
+                             f"has {classes} outputs (labels 0..{classes - 1}): {labels_fix(span[0])}")
         return True
     if isinstance(loss, (BCELoss, BCEWithLogitsLoss)):
         if float(loader.y.min()) < 0 or float(loader.y.max()) > 1:

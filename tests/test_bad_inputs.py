@@ -135,7 +135,7 @@ CASES = [
     ("labels out of range", lambda t: ce(np.zeros((3, 10), F32), np.array([1, 10, 2])), ValueError,
      r"labels in \[1, 10\] but the model has 10 classes.*give the last layer more outputs"),
     ("negative labels", lambda t: ce(np.zeros((3, 10), F32), np.array([-1, 0, 2])), ValueError,
-     r"labels in \[-1, 2\].*labels 0..9"),
+     r"labels in \[-1, 2\].*labels 0..9\): negative labels are no class.*keep = y >= 0"),
     ("labels of the wrong shape", lambda t: ce(np.zeros((3, 10), F32), np.zeros((3, 1), np.int64)), pn.ShapeError,
      r"labels of shape \(3,\).*flatten them"),
     ("probability targets of the wrong shape", lambda t: ce(np.zeros((3, 10), F32), np.zeros((3, 9), F32)),

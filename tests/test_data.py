@@ -220,3 +220,38 @@ def test_a_dataset_with_y_is_refused():
         pn.DataLoader(pn.ArrayDataset(x, y), y)
     with pytest.raises(TypeError, match=r"Pairs \(a Dataset\) and y: a Dataset yields its own targets"):
         pn.DataLoader(Pairs(x, y), y)
+
+
+def test_a_pair_given_as_x_is_read_as_x_and_y(ctx):
+    # DataLoader((x, y)) read the pair as a Dataset of two samples, x and y, and failed in NumPy's np.stack
+    # ("all input arrays must have the same shape"), or, for x and y of one shape, yielded batches of both
+    x, y = _data(37)
+    for data, targets in (((x, y), y), ((x, None), None), ((x, list(y)), y), ((x, x), x)):
+        loader = pn.DataLoader(data, batch_size=8, device=ctx.device, dtype=ctx.dtype_name)
+        batches = list(loader)
+        assert len(batches) == 5
+        got = np.concatenate([ctx.host(xb) for xb, _ in batches])
+        np.testing.assert_allclose(got, x.astype(np.float64) / 255.0, rtol=1e-6)   # uint8: the one rule
+        if targets is None:
+            assert all(yb is None for _, yb in batches)
+        else:
+            got_y = np.concatenate([ctx.host(yb) for _, yb in batches])
+            np.testing.assert_array_equal(got_y, targets)      # targets are never scaled
+
+
+class Ragged:
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return np.zeros(3 + i % 2, np.float32), i
+
+
+def test_dataset_samples_of_different_shapes_are_a_shape_error(ctx):
+    loader = pn.DataLoader(Ragged(), batch_size=4, device=ctx.device, dtype=ctx.dtype_name)
+    with pytest.raises(pn.ShapeError, match=r"samples differ in shape \(x: \(3,\), \(4,\)\): give every sample the "
+                                            r"same shape \(pad or crop them\)"):
+        next(iter(loader))
+    x, y = _data(6)
+    with pytest.raises(pn.ShapeError, match=r"samples differ in shape \(x: \(6,\), \(6, 4, 5\)\).*DataLoader\(x, y\)"):
+        next(iter(pn.DataLoader([x, y], device=ctx.device, dtype=ctx.dtype_name)))

@@ -327,3 +327,23 @@ def test_save_keeps_numpy_numbers_as_numbers(tmp_path):
     pn.save(tmp_path / "c.npz", model, epoch=np.int64(3), accuracy=np.float32(0.5), best=np.bool_(True))
     meta = pn.load(tmp_path / "c.npz", model)
     assert meta == {"epoch": 3, "accuracy": 0.5, "best": True} and type(meta["epoch"]) is int
+
+
+def test_pytorch_ignore_index_labels_are_told_to_drop_the_samples(ctx):
+    # -100 marks samples to skip in PyTorch (ignore_index); the message said "give the last layer more outputs"
+    y = np.array([0, 2, -100, 1])
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    fix = r"negative labels are no class; to skip samples as PyTorch's ignore_index=-100 does, drop them first " \
+          r"\(keep = y >= 0, then x\[keep\], y\[keep\]\)"
+    for loss in (pn.CrossEntropyLoss(), pn.NLLLoss()):
+        with pytest.raises(ValueError, match=r"labels in \[-100, 2\] but the model has 3 classes \(labels 0..2\): "
+                                             + fix):
+            loss(ctx.asarray(x[:, :3]), ctx.device.asarray(y))
+    model = pn.Sequential(pn.Dense(5, 3), device=ctx.device).to(dtype=ctx.dtype_name)
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"the loader's labels span \[-100, 2\].*" + fix):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=1, verbose=0)
+    keep = y >= 0                                 # the fix, as the message writes it, trains
+    assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, x[keep], y[keep], epochs=1, verbose=0)) == 1
+    with pytest.raises(ValueError, match=r"labels in \[1, 3\].*give the last layer more outputs"):
+        pn.CrossEntropyLoss()(ctx.asarray(x[:, :3]), ctx.device.asarray(np.array([1, 3, 2, 1])))

@@ -140,3 +140,17 @@ def test_backward_without_input_grad_stops_at_the_first_trainable_layer():
     m(np.ones((3, 28, 28), np.float32))
     dx = m.backward(np.ones((3, 2), np.float32))
     assert calls[1:] == [True, "flatten"] and dx.shape == (3, 28, 28)
+
+
+def test_a_model_on_another_device_is_named_in_one_line_and_nested_layers_print_indented(ctx):
+    # the error printed the model's whole repr (a line per layer) before what went wrong, and a Sequential printed
+    # a nested Residual's layers at its own depth
+    model = pn.Sequential(pn.Flatten(), pn.Dense(12, 8), pn.ReLU(),
+                          pn.Residual(pn.Dense(8, 8), pn.ReLU()), pn.Dense(8, 2), device=ctx.device)
+    assert repr(model) == ("Sequential(\n  Flatten(),\n  Dense(12 -> 8),\n  ReLU(),\n  Residual(\n    Dense(8 -> 8),\n"
+                           "    ReLU()\n  ),\n  Dense(8 -> 2)\n)")
+    other = "strict:device1" if ctx.spec != "strict:device1" else "strict:CPU_DEVICE"
+    x = pn.device(other).asarray(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(pn.DeviceMismatchError) as e:
+        model(x)
+    assert str(e.value).startswith(f"Sequential(...) is on {ctx.device.label} but got ") and "\n" not in str(e.value)

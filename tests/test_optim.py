@@ -148,3 +148,38 @@ def test_lr_setter_takes_what_the_constructor_takes():
         with pytest.raises(ValueError, match="SGD lr must be a finite non-negative number"):
             opt.lr = bad
     assert opt.lr == 0.25                        # a refused value leaves the rate as it was
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+def test_param_groups_take_numpy_numbers_as_pytorch_users_set_them(name, ctx):
+    # for g in opt.param_groups: g["lr"] = ... (PyTorch's way to schedule by hand) with a NumPy number: on
+    # strict:device1 SGD's step failed inside array-api-strict ("Can't convert array on the device1 device to a NumPy
+    # array"), Adam's with "Expected Array or Python scalar", and History logged np.float32, which json refuses
+    import copy
+    import json
+    import pickle
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((24, 4)), rng.integers(0, 2, 24)
+    runs = []
+    for lr in (np.float32(0.125), 0.125):         # exact in float32, so both runs are the same
+        pn.seed(0)
+        model = pn.Sequential(pn.Dense(4, 2), device=ctx.device).to(dtype=ctx.dtype_name)
+        opt = getattr(pn.optim, name)(model.parameters(), lr=0.5)
+        for g in opt.param_groups:
+            g["lr"] = lr
+            g.update(weight_decay=np.float64(1e-3))
+        assert type(opt.param_groups[0]["lr"]) is float and type(opt.param_groups[0]["weight_decay"]) is float
+        hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        json.dumps(dict(hist))
+        runs.append(model.state_dict())
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+    assert hist["lr"] == [0.125, 0.125]
+    for bad in (float("nan"), -0.1, "0.1"):
+        with pytest.raises(ValueError, match=f"{name} lr must be a finite non-negative number"):
+            opt.param_groups[0]["lr"] = bad
+    assert opt.lr == 0.125                        # a refused value leaves the rate as it was
+    for again in (pickle.loads(pickle.dumps(opt)), copy.deepcopy(opt)):
+        again.param_groups[0]["lr"] = np.float32(0.25)
+        assert again.lr == 0.25 and opt.lr == 0.125

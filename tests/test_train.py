@@ -500,3 +500,40 @@ def test_a_loader_in_another_dtype_says_so():
         with pytest.raises(TypeError, match="model computes in float64 but the loader delivers float32 batches.*"
                                             "dtype='float64'"):
             call()
+
+
+def test_model_checkpoint_path_names_logged_values_as_keras_does(tmp_path, ctx):
+    # Keras' "ckpt-{epoch:02d}-{val_loss:.2f}": a bare KeyError 'val_loss' once the first epoch had trained
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 3)), rng.integers(0, 2, 20)
+    model = pn.Sequential(pn.Dense(3, 2), device=ctx.device).to(dtype=ctx.dtype_name)
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, validation_split=0.25, verbose=0,
+                  callbacks=[pn.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{val_loss:.2f}.npz"))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt-{e:02d}-{v:.2f}.npz"
+                                                         for e, v in zip((1, 2), hist["val_loss"])]
+    with pytest.raises(ValueError, match=r"names \{val_acc\}, which fit does not log; it can name: epoch, accuracy, "
+                                         r"loss, lr, seconds, val_accuracy, val_loss"):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=1, validation_split=0.25, verbose=0,
+               callbacks=[pn.ModelCheckpoint(str(tmp_path / "{val_acc:.3f}.npz"))])
+
+
+def test_learning_rate_scheduler_takes_keras_one_argument_schedules(ctx):
+    # Keras calls schedule(epoch, lr), and schedule(epoch) where that is all it takes; here the latter raised
+    # Python's "<lambda>() takes 1 positional argument but 2 were given" at the first epoch
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 3)), rng.integers(0, 2, 16)
+    model = pn.Sequential(pn.Dense(3, 2), device=ctx.device).to(dtype=ctx.dtype_name)
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    for schedule in (lambda epoch: 0.1 / 2 ** epoch, lambda epoch, lr: np.float32(0.1) / 2 ** epoch,
+                     lambda *args: 0.1 / 2 ** args[0]):
+        hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=3, verbose=0,
+                      callbacks=[pn.LearningRateScheduler(schedule)])
+        assert hist["lr"] == [pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.025)]
+        assert all(type(v) is float for v in hist["lr"])
+    with pytest.raises(TypeError, match=r"takes a function schedule\(epoch, lr\) -> lr or a schedule object.*got "
+                                        r"float: for a constant rate, set it on the optimizer"):
+        pn.LearningRateScheduler(0.01)
+    with pytest.raises(TypeError, match=r"the schedule returned None for epoch 1; it must return the learning rate"):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=1, verbose=0,
+               callbacks=[pn.LearningRateScheduler(lambda epoch, lr: None)])

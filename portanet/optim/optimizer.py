@@ -82,7 +82,7 @@ class Optimizer:
                 raise DeviceMismatchError(f"{name} got parameters on different devices ({self.device} and "
                                           f"{devices.describe(p.data)}): move the model to one device with "
                                           "model.to(device) before creating the optimizer")
-        self.param_groups.append({"params": ps, **opts})
+        self.param_groups.append(ParamGroup(name, {"params": ps, **opts}))
         self._flat.append(self._flatten(ps, len(self.param_groups) - 1))
 
     def _flatten(self, ps, index):
@@ -105,34 +105,7 @@ class Optimizer:
 
     # -- options ---------------------------------------------------------------------------
     def _check_options(self, opts):
-        """Refuse what PyTorch refuses (and NaN or infinite values, which would train to NaN), taking any real
-        number (NumPy's too); store the numbers as Python floats, and betas as a tuple, in ``opts`` itself."""
-        import math
-
-        from .._numbers import is_real as _is_real
-
-        name = type(self).__name__
-
-        def number(key, ok, want):
-            v = opts[key]
-            if not _is_real(v) or not math.isfinite(v) or not ok(v):
-                raise ValueError(f"{name} {key} must be {want}, got {v!r}")
-            opts[key] = float(v)
-
-        for key in ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value"):
-            if key in opts:
-                number(key, lambda v: v >= 0, "a finite non-negative number")
-        for key in ("alpha", "dampening"):
-            if key in opts:
-                number(key, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-        if "betas" in opts:
-            b = opts["betas"]
-            if _is_real(b) or not isinstance(b, (tuple, list)):
-                raise ValueError(f"{name} betas must be a pair (beta1, beta2) of numbers in [0, 1), e.g. (0.9, 0.999), "
-                                 f"got {b!r}")
-            if len(b) != 2 or not all(_is_real(v) and 0.0 <= v < 1.0 for v in b):
-                raise ValueError(f"{name} betas must be two numbers in [0, 1), got {b!r}")
-            opts["betas"] = (float(b[0]), float(b[1]))
+        check_options(type(self).__name__, opts)          # below: ParamGroup checks with it too
 
     @property
     def lr(self) -> float:
@@ -276,3 +249,61 @@ class Optimizer:
     def __repr__(self):
         opts = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
         return f"{type(self).__name__}({opts})"
+
+
+def check_options(name, opts):
+    """Refuse what PyTorch refuses (and NaN or infinite values, which would train to NaN), taking any real
+    number (NumPy's too); store the numbers as Python floats, and betas as a tuple, in ``opts`` itself."""
+    import math
+
+    from .._numbers import is_real as _is_real
+
+    def number(key, ok, want):
+        v = opts[key]
+        if not _is_real(v) or not math.isfinite(v) or not ok(v):
+            raise ValueError(f"{name} {key} must be {want}, got {v!r}")
+        opts[key] = float(v)
+
+    for key in ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value"):
+        if key in opts:
+            number(key, lambda v: v >= 0, "a finite non-negative number")
+    for key in ("alpha", "dampening"):
+        if key in opts:
+            number(key, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+    if "betas" in opts:
+        b = opts["betas"]
+        if _is_real(b) or not isinstance(b, (tuple, list)):
+            raise ValueError(f"{name} betas must be a pair (beta1, beta2) of numbers in [0, 1), e.g. (0.9, 0.999), "
+                             f"got {b!r}")
+        if len(b) != 2 or not all(_is_real(v) and 0.0 <= v < 1.0 for v in b):
+            raise ValueError(f"{name} betas must be two numbers in [0, 1), got {b!r}")
+        opts["betas"] = (float(b[0]), float(b[1]))
+
+
+OPTIONS = ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value", "alpha", "dampening",
+           "betas")
+
+
+class ParamGroup(dict):
+    """A parameter group: a dict, as in PyTorch, that checks each option set on it as the constructor does and
+    stores it as the constructor does (Python floats, betas a tuple). So PyTorch's way to change the rate,
+    ``for g in opt.param_groups: g["lr"] = new_lr``, takes NumPy's numbers on every backend (array-api-strict's
+    arrays refuse NumPy scalars; History would log them as they are) and refuses NaN or a negative rate at once."""
+
+    def __init__(self, owner: str, items: dict):
+        super().__init__(items)
+        self.owner = owner                  # the optimizer's class name, for messages
+
+    def __setitem__(self, key, value):
+        if key in OPTIONS:
+            opts = {key: value}
+            check_options(self.owner, opts)
+            value = opts[key]
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __reduce__(self):                   # pickle and deepcopy rebuild it from its items
+        return type(self), (self.owner, dict(self))
