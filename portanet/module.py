@@ -118,13 +118,19 @@ class Module:
             # an error that names both places
             shared = self._device.from_dlpack(x)
             if shared is None:
-                self._device.check(x, f"{self!r}")
+                self._device.check(x, self._named())
             x = shared
         return self.forward(x)
 
+    def _named(self) -> str:
+        """How a message names this module: its repr, or for a container, whose repr lists every layer on a line
+        of its own, ``Sequential(...)``."""
+        text = repr(self)
+        return text if "\n" not in text else f"{type(self).__name__}(...)"
+
     def _needs_forward(self, saved):
         if saved is None:
-            raise NotFittedError(f"{self!r}.backward() was called before forward(): "
+            raise NotFittedError(f"{self._named()}.backward() was called before forward(): "
                                  "run the model on a batch first (y = model(x)), then backward")
 
     # -- device and dtype -----------------------------------------------------------------
