@@ -167,6 +167,15 @@ class Module:
                 m._moved()
         return self
 
+    def cuda(self, device=None):
+        """PyTorch's ``model.cuda()``: ``self.to("cuda")`` (CuPy, as ``pn.device("cuda")``), or ``"cuda:N"`` for
+        ``device=N``. Raises DeviceUnavailableError where there is no CUDA device, saying why. Returns self."""
+        return self.to("cuda" if device is None else f"cuda:{int(device)}")
+
+    def cpu(self):
+        """PyTorch's ``model.cpu()``: ``self.to("cpu")`` (NumPy). Returns self."""
+        return self.to("cpu")
+
     def _moved(self):
         """Hook: the module now lives on a new device (drop device-bound caches)."""
 

@@ -347,3 +347,34 @@ def test_pytorch_ignore_index_labels_are_told_to_drop_the_samples(ctx):
     assert len(pn.fit(model, pn.CrossEntropyLoss(), opt, x[keep], y[keep], epochs=1, verbose=0)) == 1
     with pytest.raises(ValueError, match=r"labels in \[1, 3\].*give the last layer more outputs"):
         pn.CrossEntropyLoss()(ctx.asarray(x[:, :3]), ctx.device.asarray(np.array([1, 3, 2, 1])))
+
+
+# -- PyTorch's module and optimizer methods -----------------------------------------------------------------------
+def test_cpu_and_cuda_move_as_pytorchs(ctx):
+    model, _ = make(ctx)
+    x, _ = blobs(8)
+    want = ctx.host(model(ctx.asarray(x)))
+    assert model.cpu() is model and model.device == pn.device("cpu")
+    np.testing.assert_allclose(model(x.astype(ctx.dtype_name)), want, **ctx.tol)
+    try:
+        pn.device("cuda")
+    except pn.DeviceUnavailableError as e:
+        with pytest.raises(pn.DeviceUnavailableError, match=re.escape(str(e)[:40])):
+            model.cuda()
+        assert model.device == pn.device("cpu")          # a refused move leaves the model where it was
+    else:
+        assert model.cuda() is model and model.device == pn.device("cuda")
+
+
+def test_zero_grad_set_to_none_false_zeros_in_place(ctx):
+    model, opt = make(ctx)
+    x, y = blobs(8)
+    loss = pn.CrossEntropyLoss()
+    loss(model(ctx.asarray(x)), ctx.asarray(y))
+    model.backward(loss.backward())
+    grads = [p.grad for p in model.parameters()]
+    opt.zero_grad(set_to_none=False)
+    for p, g in zip(model.parameters(), grads):
+        assert p.grad is g and not np.any(ctx.host(p.grad))
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())

@@ -130,10 +130,16 @@ class Optimizer:
         return f"a parameter of shape {p.shape}"
 
     # -- stepping --------------------------------------------------------------------------
-    def zero_grad(self):
+    def zero_grad(self, set_to_none: bool = True):
+        """Forget the gradients before the next backward, as PyTorch's (and with its default since 2.0): each
+        parameter's ``grad`` becomes None, or with ``set_to_none=False`` is filled with zeros in place (a
+        gradient that is None stays None)."""
         for g in self.param_groups:
             for p in g["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
 
     kernel_name = None      # a fused update the backend may offer (Device.kernel); the standard code is the default
 
