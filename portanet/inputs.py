@@ -98,7 +98,7 @@ def _xy(data, y, what):
     return data, y
 
 
-def build(model, data, y, batch_size, shuffle, what):
+def build(model, data, y, batch_size, shuffle, what, drop_last=False):
     """A DataLoader over arrays x, y (or a pair as data) or a Dataset, on the model's device and dtype."""
     if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {brief(batch_size)}")
@@ -108,14 +108,15 @@ def build(model, data, y, batch_size, shuffle, what):
         x = data
     else:
         x, y = _xy(data, y, what)
-    return DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, device=model.device, dtype=model_dtype(model))
+    return DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, device=model.device,
+                      dtype=model_dtype(model))
 
 
-def fit_loaders(model, data, y, batch_size, shuffle, validation, validation_split):
+def fit_loaders(model, data, y, batch_size, shuffle, drop_last, validation, validation_split):
     """fit's (train_loader, val_loader) from what it was given (module docstring)."""
     k = kind(data, y)
     if k in ("loader", "batches"):
-        given = [name for name, v in (("batch_size", batch_size), ("shuffle", shuffle),
+        given = [name for name, v in (("batch_size", batch_size), ("shuffle", shuffle), ("drop_last", drop_last),
                                       ("validation_split", validation_split)) if v is not None]
         if y is not None:
             raise TypeError(f"fit got a loader and y ({brief(y)}): a loader yields (xb, yb) itself; pass y only "
@@ -139,7 +140,7 @@ def fit_loaders(model, data, y, batch_size, shuffle, validation, validation_spli
         elif validation_split is not None:
             raise TypeError("validation_split= needs arrays x, y: split a Dataset yourself")
         train = build(model, data, y, 32 if batch_size is None else batch_size,
-                      True if shuffle is None else bool(shuffle), "fit")
+                      True if shuffle is None else bool(shuffle), "fit", bool(drop_last))
     else:
         raise TypeError(f"fit needs training data and got {brief(data)}: pass arrays, fit(model, loss, opt, x, y, "
                         f"epochs=10, batch_size=32), or a loader, {LOADER_LINE}")

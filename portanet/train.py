@@ -149,8 +149,8 @@ _FIT_POSITIONAL = ("epochs", "val_loader", "metrics", "callbacks", "verbose")
 
 
 def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None, val_loader=None, metrics="auto",
-        callbacks=(), verbose=1, y=None, batch_size=None, shuffle=None, validation_data=None, validation_split=None,
-        capture="auto"):
+        callbacks=(), verbose=1, y=None, batch_size=None, shuffle=None, drop_last=None, validation_data=None,
+        validation_split=None, capture="auto"):
     """Train ``model`` for ``epochs`` more epochs and return a History.
 
     Two forms:
@@ -166,6 +166,8 @@ def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None,
                      puts batch_size before epochs, portanet's loader form epochs first: it does not guess)
     batch_size       32 and shuffle True by default (Keras'), when fit builds DataLoader(x, y, batch_size, shuffle,
                      device=model.device, dtype=the model's) from arrays, a pair or a Dataset; a loader keeps its own
+    drop_last        False by default: True drops each epoch's last, smaller batch (PyTorch's DataLoader option; a
+                     BatchNorm layer cannot train on a last batch of one sample)
     val_loader       a loader, a pair (xv, yv) or a Dataset, evaluated after each epoch (``validation_data`` is
                      the same, by Keras' name); ``validation_split=f`` holds out the last fraction f of x, y
                      before shuffling, as Keras does
@@ -200,7 +202,7 @@ def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None,
         raise TypeError("fit got val_loader= and validation_data=: they are one thing under two names; give one")
     _check_setup(model, loss, optimizer, epochs)
     record = check_mode(capture, model.device)
-    train_loader, val_loader = inputs.fit_loaders(model, data, y, batch_size, shuffle,
+    train_loader, val_loader = inputs.fit_loaders(model, data, y, batch_size, shuffle, drop_last,
                                                   val_loader if val_loader is not None else validation_data,
                                                   validation_split)
     fns = _metrics.resolve(metrics, loss, model)

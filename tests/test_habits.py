@@ -378,3 +378,20 @@ def test_zero_grad_set_to_none_false_zeros_in_place(ctx):
         assert p.grad is g and not np.any(ctx.host(p.grad))
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_fit_on_arrays_takes_drop_last_for_batchnorm(ctx):
+    """33 samples in batches of 16 leave a last batch of one, on which BatchNorm cannot train (as in PyTorch): the
+    error names drop_last, which fit's array form now takes."""
+    x, y = blobs(33)
+    pn.seed(0)
+    model = pn.Sequential(pn.Dense(2, 8), pn.BatchNorm1d(8), pn.ReLU(), pn.Dense(8, 3), device=ctx.device)
+    model.to(dtype=ctx.dtype_name)
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(pn.ShapeError, match=r"drop_last=True \(in the DataLoader, or fit's\)"):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=1, batch_size=16, verbose=0)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, drop_last=True, verbose=0)
+    assert hist.epoch == [0, 1] and all(np.isfinite(hist["loss"]))
+    loader = pn.DataLoader(x, y, batch_size=16, device=ctx.device, dtype=ctx.dtype_name)
+    with pytest.raises(TypeError, match=r"fit's drop_last= applies when fit builds the loader from arrays"):
+        pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=1, drop_last=True, verbose=0)

@@ -64,7 +64,7 @@ class _BatchNorm(Module):
             if n < 2:
                 raise ShapeError(f"{self!r} in training mode needs at least 2 values per feature to estimate "
                                  f"variance, got input of shape {tuple(x.shape)}: use a larger batch, "
-                                 "drop_last=True in the DataLoader, or model.eval()")
+                                 "drop_last=True (in the DataLoader, or fit's), or model.eval()")
             mean = xp.mean(x, axis=self._axes)
             centered = x - view(mean)
             var = xp.mean(centered * centered, axis=self._axes)
