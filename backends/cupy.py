@@ -152,10 +152,15 @@ class CupyStepGraph(StepGraph):
     """A training step in a CUDA graph through CuPy's stream capture (Stream.begin_capture / end_capture, relaxed
     mode, so CuPy's memory pool may still call cudaMalloc while recording).
 
-    Memory: CuPy's pool keeps one arena per stream, and the warm-up and the capture run on a stream of their own
-    that nothing else uses, so the blocks the recorded kernels read and write stay theirs: freed during the
-    capture, they go back to this stream's arena, which only the next warm-up or capture draws from, after the
-    last replay has finished (it waits on the current stream first). Replays run on the current stream.
+    Memory: every block allocated while recording is held by this object until the graph is replaced, so the
+    addresses the recorded kernels read and write stay allocated for every replay, even when the pool's
+    ``free_all_blocks()`` runs (CuPy calls it itself before it reports out of memory; users call it to give memory
+    back), which would otherwise return a block the recording freed to the driver while the graph still uses it.
+    The cost is that a recording's temporaries are not reused within it (PyTorch gives each graph a private pool
+    for the same reason). The warm-up and the capture run on a stream of their own that nothing else uses, so a
+    held block, once released, goes back to this stream's arena, which only the next warm-up or capture draws
+    from, after the last replay has finished (it waits on the current stream first). Replays run on the current
+    stream.
     GEMMs: CuPy refuses its own cuBLAS calls during a capture (cupy/cupy#6290); portanet's go through its own handle
     (backends/cublas.py), whose stream and workspace are set during the warm-up on this same stream, so nothing is
     allocated inside a recorded GEMM.
@@ -177,7 +182,7 @@ class CupyStepGraph(StepGraph):
             with native:
                 stream = self._streams[native.id] = cupy.cuda.Stream(non_blocking=True)
         self._stream = stream
-        self._graph = None
+        self._graph = self._held = None
 
     def _after_current(self):
         self._stream.wait_event(self._cupy.cuda.get_current_stream().record())
@@ -196,10 +201,18 @@ class CupyStepGraph(StepGraph):
         if generators:
             raise CaptureUnsupported("the model draws random numbers (Dropout) from CuPy's Philox generator, whose "
                                      "counter lives on the host: a recorded draw would repeat its mask on every replay")
+        cupy = self._cupy
         with self._native:
             self._after_current()
-            self._graph = None                      # the last graph's replays are behind the event just waited on
-            with self._stream:
+            self._graph = self._held = None         # the last graph's replays are behind the event just waited on
+            allocate, held = cupy.cuda.get_allocator(), []
+
+            def holding(size):
+                memory = allocate(size)
+                held.append(memory)
+                return memory
+
+            with self._stream, cupy.cuda.using_allocator(holding):
                 self._stream.begin_capture()
                 try:
                     out = fn()
@@ -210,7 +223,7 @@ class CupyStepGraph(StepGraph):
                         pass
                     raise
                 graph = self._stream.end_capture()
-        self._graph = graph
+        self._graph, self._held = graph, held
         return out
 
     def replay(self):

@@ -331,3 +331,128 @@ def test_dropout_in_a_cuda_graph(gpu_ctx, counted):
         return
     model, _, hist, _ = _run(gpu_ctx, "SGD", True, layers="dropout")
     assert counted[0].recordings == 3 and np.all(np.isfinite(hist["loss"]))
+
+
+def test_gpu_replays_survive_free_all_blocks():
+    """On CuPy: the memory pool emptied (free_all_blocks) before every batch, between the replays of one recording,
+    trains exactly as without it (a block the recording freed would otherwise go back to the driver)."""
+    from conftest import _make
+
+    ctx = _make("gpu", "float32")
+    import cupy
+
+    class FreeingThePool:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            for batch in self.loader:
+                cupy.get_default_memory_pool().free_all_blocks()
+                yield batch
+
+    def run(wrap):
+        pn.seed(3)
+        model = pn.Sequential(pn.Dense(6, 16), pn.ReLU(), pn.Dense(16, 3), device=ctx.device)
+        opt = pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x, y = _data()
+        loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, seed=1, device=ctx.device)
+        hist = pn.fit(model, pn.CrossEntropyLoss(), opt, wrap(loader), epochs=2, verbose=0, capture=True)
+        return model, hist
+
+    model, hist = run(FreeingThePool)
+    ref, ref_hist = run(lambda loader: loader)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_array_equal(ctx.host(p.data), ctx.host(q.data))
+    assert hist["loss"] == ref_hist["loss"]
+
+# -- CupyStepGraph's memory, with a stand-in for CuPy (runs everywhere) ------------------------------------------------
+class _FakeCupy:
+    """What CupyStepGraph.capture uses of CuPy: streams that record events and captures, and allocators."""
+
+    class cuda:
+        allocator = staticmethod(lambda size: bytearray(size))
+
+        class Stream:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def record(self):
+                return "event"
+
+            def wait_event(self, event):
+                pass
+
+            def begin_capture(self):
+                self.capturing = True
+
+            def end_capture(self):
+                self.capturing = False
+                return "graph"
+
+        @classmethod
+        def get_allocator(cls):
+            return cls.allocator
+
+        @classmethod
+        def using_allocator(cls, allocator):
+            import contextlib
+
+            @contextlib.contextmanager
+            def scope():
+                saved, cls.allocator = cls.allocator, allocator
+                try:
+                    yield
+                finally:
+                    cls.allocator = saved
+            return scope()
+
+        @classmethod
+        def get_current_stream(cls):
+            return cls.Stream()
+
+
+class _FakeNative:
+    id = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_cupy_graph_holds_every_block_allocated_while_recording():
+    """A block the recorded step allocates and frees must stay allocated for the graph's life: CuPy's
+    free_all_blocks() (run on out-of-memory, or by a user) would otherwise give it back to the driver while replays
+    still write to it. The next recording releases the last one's blocks."""
+    import weakref
+
+    from portanet.backends.cupy import CupyStepGraph
+
+    fake = _FakeCupy
+    graph = object.__new__(CupyStepGraph)
+    graph._cupy, graph._native, graph._stream, graph._graph, graph._held = fake, _FakeNative(), fake.cuda.Stream(), \
+        None, None
+    seen = []
+
+    class Block(bytearray):
+        pass
+
+    fake.cuda.allocator = staticmethod(lambda size: Block(size))
+
+    def step():
+        temporary = fake.cuda.get_allocator()(64)        # allocated and dropped inside the recorded step
+        seen.append(weakref.ref(temporary))
+        return "loss"
+
+    assert graph.capture(step) == "loss" and graph._graph == "graph"
+    assert seen[0]() is not None and len(graph._held) == 1          # held though the step let it go
+    assert fake.cuda.get_allocator()(8) is not None and len(graph._held) == 1   # outside the capture: not held
+    graph.capture(step)
+    assert seen[0]() is None and seen[1]() is not None               # the new recording released the old blocks
