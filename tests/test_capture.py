@@ -184,11 +184,18 @@ def test_a_recorded_step_never_leaves_device1(monkeypatch, stand_in):
     assert graph.replays >= 8 and guard.to_host_calls > 0
 
 
-@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
-def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, stand_in, opt_name):
-    """torch.asarray / as_tensor / tensor of a Python value onto a CUDA device copies it from the host and
-    synchronises the stream, which a CUDA graph capture refuses; array-api-compat does it for every Python scalar
-    given to maximum (ReLU's maximum(x, 0.0)). On torch:cpu the calls are what a CUDA capture would meet."""
+def spy_read(real, name, recording, made):
+    def reading(self, *args):
+        if recording[0]:
+            made.append((name, tuple(self.shape)))
+        return real(self, *args)
+    return reading
+
+
+def _spy_host_values(monkeypatch):
+    """made: while ReplayGraph records or replays, every torch.asarray / as_tensor / tensor of a Python value (a
+    host-to-device copy) and every read of a tensor's value on the host (item, tolist, bool, float, int: a
+    device-to-host copy) is listed in it; a CUDA graph capture refuses both, since each synchronises the stream."""
     import torch
 
     recording, made = [False], []
@@ -202,6 +209,8 @@ def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, sta
 
     for name in ("asarray", "as_tensor", "tensor"):
         monkeypatch.setattr(torch, name, spy(getattr(torch, name)))
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):     # device -> host reads: a sync
+        monkeypatch.setattr(torch.Tensor, name, spy_read(getattr(torch.Tensor, name), name, recording, made))
     real_capture, real_replay = ReplayGraph.capture, ReplayGraph.replay
 
     def during(method):
@@ -215,9 +224,52 @@ def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, sta
 
     monkeypatch.setattr(ReplayGraph, "capture", during(real_capture))
     monkeypatch.setattr(ReplayGraph, "replay", during(real_replay))
+    return made
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, stand_in, opt_name):
+    """torch.asarray / as_tensor / tensor of a Python value onto a CUDA device copies it from the host and
+    synchronises the stream, which a CUDA graph capture refuses; array-api-compat does it for every Python scalar
+    given to maximum (ReLU's maximum(x, 0.0)). On torch:cpu the calls are what a CUDA capture would meet."""
+    made = _spy_host_values(monkeypatch)
     ctx = type("Ctx", (), {"device": pn.device("torch:cpu"), "dtype_name": "float32"})
     _, _, _, graph = _run(ctx, opt_name, True, stand_in(), epochs=2)
     assert graph.recordings == 2 and made == []
+
+
+LAYER_SETS = {
+    "cnn": lambda: [pn.Conv2d(1, 4, 3, padding=1), pn.BatchNorm2d(4), pn.ReLU(), pn.MaxPool2d(2), pn.Dropout2d(0.1),
+                    pn.Conv2d(4, 4, 3, padding=1, bias=False), pn.ELU(), pn.AvgPool2d(2), pn.GlobalAvgPool2d(),
+                    pn.Dense(4, 3)],
+    "residual": lambda: [pn.Flatten(), pn.Dense(16, 8), pn.Residual(pn.Dense(8, 8), pn.GELU(), pn.Dense(8, 8)),
+                         pn.Concat(pn.Sequential(pn.LeakyReLU(0.1)), pn.Sequential(pn.Tanh(), pn.Sigmoid())),
+                         pn.BatchNorm1d(16), pn.Dropout(0.2), pn.PReLU(), pn.Dense(16, 3)],
+}
+LOSSES = {"cross-entropy": lambda: (pn.CrossEntropyLoss(label_smoothing=0.1), "labels"),
+          "bce-with-logits": lambda: (pn.BCEWithLogitsLoss(), "multi"),
+          "huber": lambda: (pn.HuberLoss(), "values"), "mse": lambda: (pn.MSELoss(), "values")}
+
+
+@pytest.mark.parametrize("layers", sorted(LAYER_SETS))
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_no_layer_or_loss_makes_a_tensor_from_host_values_in_a_recorded_torch_step(monkeypatch, stand_in, layers,
+                                                                                    loss_name):
+    """The same check over every layer kind and the losses, with RMSprop (its square root and its division)."""
+    made = _spy_host_values(monkeypatch)
+    device = pn.device("torch:cpu")
+    pn.seed(0)
+    model = pn.Sequential(*LAYER_SETS[layers](), device=device)
+    opt = pn.optim.RMSprop(model.parameters(), lr=0.01, momentum=0.5)
+    graph = stand_in()(model, opt)
+    loss, targets = LOSSES[loss_name]()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 1, 4, 4)).astype(np.float32)
+    y = {"labels": rng.integers(0, 3, 40), "multi": (rng.random((40, 3)) > 0.5).astype(np.float32),
+         "values": rng.standard_normal((40, 3)).astype(np.float32)}[targets]
+    loader = pn.DataLoader(x, y, batch_size=8, shuffle=True, seed=1, device=device)
+    pn.fit(model, loss, opt, loader, epochs=1, verbose=0, capture=True)
+    assert made == [] and graph.recordings == 1 and graph.replays == 2     # 5 batches: 1 checked, 2 warm-ups
 
 
 def test_torch_namespace_functions_given_python_scalars_equal_array_api_compats():

@@ -102,7 +102,9 @@ class MaxPool2d(_Pool2d):
                 continue
             take = (v > best) | xp.isnan(v)
             best = xp.where(take, v, best)
-            winner = xp.where(take, xp.asarray(k, dtype=index_dtype, device=self._device.native), winner)
+            # full, not asarray: a Python value through asarray is a host-to-device copy on torch's CUDA, which a
+            # recorded step cannot hold; full is a fill on the device
+            winner = xp.where(take, xp.full((), k, dtype=index_dtype, device=self._device.native), winner)
         self._saved = (winner, tuple(x.shape), out)
         return _windows.planes(xp, best)
 
