@@ -74,6 +74,9 @@ CASES = [
     ("one image into a Flatten-first MLP", lambda t: pn.Sequential(pn.Flatten(), pn.Dense(784, 10))(
         np.zeros((28, 28), F32)), pn.ShapeError, r"\(28, 28\) holds 784 values, one sample's features: add a batch "
      r"axis \(x\[None\]"),
+    ("one flat sample into Flatten", lambda t: pn.Sequential(pn.Flatten(), pn.Dense(784, 10))(np.zeros(784, F32)),
+     pn.ShapeError, r"Flatten got input of shape \(784,\), one sample without a batch axis.*add the batch axis with "
+     r"x\[None\] or x.reshape\(1, -1\)"),
     ("one channels-first image into Dense", lambda t: pn.Dense(3072, 10)(np.zeros((3, 32, 32), F32)), pn.ShapeError,
      r"it is one sample: add a batch axis \(x\[None\]\) and flatten it"),
     ("a batch of scalars into Dense", lambda t: pn.Dense(1, 4)(np.zeros(5, F32)), pn.ShapeError,
