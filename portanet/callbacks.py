@@ -169,7 +169,9 @@ class ModelCheckpoint(Callback):
 
 class TerminateOnNaN(Callback):
     """On a non-finite loss, stop cleanly and keep the last weights known to be good (those of the last
-    progress check at which every loss so far was finite) instead of raising."""
+    progress check at which every loss so far was finite) instead of raising. As in Keras, the epoch it stops is
+    still logged: the History and every callback's on_epoch_end get its numbers (its loss NaN or inf, its validation
+    numbers for the weights kept)."""
 
 
 class LearningRateScheduler(Callback):

@@ -190,7 +190,8 @@ def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None,
 
     Call it again on the same objects to continue: epochs are numbered from the loader's position (a loader
     built from arrays starts at epoch 0 each call). A non-finite loss raises NonFiniteError naming the epoch
-    and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept).
+    and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept; that epoch is still
+    logged, as Keras logs it: its loss NaN or inf, its validation numbers for the weights kept).
     """
     _check_order(loss)
     data, y, given = _fit_positional(train_loader, args, y, dict(epochs=epochs, val_loader=val_loader,
@@ -338,21 +339,24 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
         logs, bad = sums.read()
         nonfinite = nonfinite if nonfinite is not None else bad
         if nonfinite is not None:
-            progress.close(step + 1, logs, epoch, end)
-            if keep_good:
-                _restore(model, snapshot)
-                trainer.log(f"TerminateOnNaN: the loss was not finite at epoch {epoch + 1}, step {nonfinite + 1}; "
-                            "stopped and kept the last good weights")
-                break
-            raise NonFiniteError(f"the loss became non-finite at epoch {epoch + 1}, step {nonfinite + 1}: lower the "
-                                 "learning rate, check the inputs for NaN/inf, clip gradients "
-                                 "(pn.optim.clip_grad_norm), or add TerminateOnNaN() to stop cleanly")
+            if not keep_good:
+                progress.close(step + 1, logs, epoch, end)
+                raise NonFiniteError(f"the loss became non-finite at epoch {epoch + 1}, step {nonfinite + 1}: lower "
+                                     "the learning rate, check the inputs for NaN/inf, clip gradients "
+                                     "(pn.optim.clip_grad_norm), or add TerminateOnNaN() to stop cleanly")
+            _restore(model, snapshot)
+        # the epoch TerminateOnNaN stopped is still validated, logged and shown to callbacks, as Keras does: its
+        # training numbers up to the stop (loss NaN or inf), its validation ones for the weights kept
         if val_loader is not None:
             val = _evaluate(model, val_loader, loss, fns, "validation")
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = optimizer.lr
         logs["seconds"] = time.monotonic() - began
         progress.close(step + 1, logs, epoch, end)
+        if nonfinite is not None:
+            trainer.log(f"TerminateOnNaN: the loss was not finite at epoch {epoch + 1}, step {nonfinite + 1}; "
+                        "stopped and kept the last good weights")
+            trainer.stop_training = True
         history.append(epoch, logs)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
