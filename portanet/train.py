@@ -10,6 +10,7 @@ import time
 from . import inputs
 from .devices import device as pn_device
 from . import metrics as _metrics
+from .backends.quiet import quieted
 from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
@@ -310,14 +311,15 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
         step = -1
         nonfinite = None
         for step, (xb, yb) in enumerate(inputs.batches(train_loader, "fit")):
-            if first_call:
-                out = model(xb)                     # checks device and shapes once
-                # labels are checked on the host when the loader has them; else on this first batch only
-                loss.check(out, yb, values=not _check_targets_once(loss, train_loader, out))
-                value, out = train_step.finish(out, yb)
-                first_call = False
-            else:
-                value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
+            with quieted():         # NumPy's warnings: the non-finite loss they would announce is checked below
+                if first_call:
+                    out = model(xb)                     # checks device and shapes once
+                    # labels are checked on the host when the loader has them; else on this first batch only
+                    loss.check(out, yb, values=not _check_targets_once(loss, train_loader, out))
+                    value, out = train_step.finish(out, yb)
+                    first_call = False
+                else:
+                    value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
             if sums is None:
                 sums = _Sums(model.device, fns, value.dtype, _length(train_loader), _per_sample(loss))
             sums.add(value, out, yb, xb.shape[0])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -38,6 +39,24 @@ def test_nonfinite_loss_names_epoch_and_step():
     model = _model()
     with pytest.raises(pn.NonFiniteError, match=r"epoch 1, step 3: lower the learning rate.*TerminateOnNaN"):
         pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), verbose=0)
+
+
+def test_nonfinite_inputs_raise_nonfinite_error_without_numpys_warning_first(ctx):
+    """NumPy (and array-api-strict, which computes with it) printed "RuntimeWarning: invalid value encountered in
+    matmul" before fit's NonFiniteError; the step runs without NumPy's floating-point warnings, and only there."""
+    x, y = _poisoned()
+    x[27, 1] = np.inf
+    model = _model().to(ctx.device, dtype=ctx.dtype_name)
+    before = np.geterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Tanh takes the inf to 1, so step 3's loss is finite; its gradient is not, and step 4's loss is NaN
+        with pytest.raises(pn.NonFiniteError, match=r"epoch 1, step 4"):
+            pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1),
+                   _loader(x, y, device=ctx.device, dtype=ctx.dtype_name), verbose=0)
+    assert np.geterr() == before                     # NumPy still warns outside fit's step
+    with pytest.warns(RuntimeWarning, match="invalid value"):
+        np.float32(np.inf) - np.float32(np.inf)
 
 
 def test_terminate_on_nan_stops_cleanly_with_good_weights():
