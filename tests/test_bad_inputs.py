@@ -36,6 +36,11 @@ def ce(pred, target):
     return pn.CrossEntropyLoss()(pred, target)
 
 
+def _model_on(spec):
+    model = pn.Sequential(pn.Dense(2, 3), device=spec)
+    return model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1)
+
+
 def fit_with(loader_kwargs=None, model=None, **fit_kwargs):
     model = model or pn.Sequential(pn.Dense(2, 3))
     x = np.zeros((8, 2), F32)
@@ -89,6 +94,10 @@ CASES = [
      r"takes portanet Modules; item 1 is str"),
     ("Dropout p = 1", lambda t: pn.Dropout(1.0), ValueError, r"must be in \[0, 1\).*p=0 disables"),
     ("Dropout p < 0", lambda t: pn.Dropout(-0.1), ValueError, r"must be in \[0, 1\)"),
+    ("float16 data on strict:device1", lambda t: pn.fit(*_model_on("strict:device1"), np.zeros((4, 2), np.float16),
+                                                        np.zeros(4, np.int64), verbose=0), TypeError,
+     r"cannot place a float16 array on strict:device1: array-api-strict takes bool, int, uint, float32 and float64 "
+     r"arrays.*convert it first, x.astype\('float32'\)"),
     # -- convolutional layers and branching models ----------------------------------------------------------
     ("channels-last images into Conv2d", lambda t: pn.Conv2d(3, 16, 3)(np.zeros((8, 32, 32, 3), F32)),
      pn.ShapeError, r"\(8, 32, 32, 3\), with 32 channels on axis 1; the layout expected is \(batch, channels, "
