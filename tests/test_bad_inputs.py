@@ -49,6 +49,11 @@ def fit_with(loader_kwargs=None, model=None, **fit_kwargs):
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0, **fit_kwargs)
 
 
+def fit_xy(**fit_kwargs):
+    model, loss, opt = _model_on("cpu")
+    pn.fit(model, loss, opt, np.zeros((8, 2), F32), np.zeros(8, np.int64), verbose=0, **fit_kwargs)
+
+
 def write_bad_idx(tmp_path, mutate):
     p = tmp_path / "images-idx3-ubyte"
     write_idx(p, np.zeros((5, 28, 28), np.uint8))
@@ -98,6 +103,16 @@ CASES = [
                                                         np.zeros(4, np.int64), verbose=0), TypeError,
      r"cannot place a float16 array on strict:device1: array-api-strict takes bool, int, uint, float32 and float64 "
      r"arrays.*convert it first, x.astype\('float32'\)"),
+    ("Keras' (x, y, sample_weight) as validation_data", lambda t: fit_xy(validation_data=(
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4))), TypeError,
+     r"fit's validation_data got a tuple of 3, Keras' \(x, y, sample_weight\): portanet takes no sample weights.*"
+     r"pass \(x, y\)"),
+    ("Keras' (x, y, sample_weight) as training data", lambda t: pn.fit(*_model_on("cpu"), (
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4)), verbose=0), TypeError,
+     r"fit got a tuple of 3, Keras' \(x, y, sample_weight\).*pass \(x, y\)"),
+    ("Keras' (x, y, sample_weight) into evaluate", lambda t: pn.evaluate(pn.Dense(2, 3), (
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4))), TypeError,
+     r"evaluate got a tuple of 3, Keras' \(x, y, sample_weight\).*pass \(x, y\)"),
     # -- convolutional layers and branching models ----------------------------------------------------------
     ("channels-last images into Conv2d", lambda t: pn.Conv2d(3, 16, 3)(np.zeros((8, 32, 32, 3), F32)),
      pn.ShapeError, r"\(8, 32, 32, 3\), with 32 channels on axis 1; the layout expected is \(batch, channels, "
