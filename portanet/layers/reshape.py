@@ -24,12 +24,14 @@ class Flatten(Module):
                              "x.reshape(1, -1) (for a batch of single values, x[:, None])")
         self._shape = tuple(x.shape)
         if x.ndim == 2:
+            self._out = (x.shape, x.dtype)
             return x                 # already (batch, features): no reshape call per step
         n = 1
         for s in x.shape[1:]:
             n *= s
+        self._out = ((x.shape[0], n), x.dtype)
         return self.xp.reshape(x, (x.shape[0], n))
 
     def backward(self, dy):
         self._needs_forward(self._shape)
-        return self.xp.reshape(dy, self._shape)
+        return self.xp.reshape(self._checked_dy(dy, self._out), self._shape)
