@@ -58,7 +58,9 @@ class StrictBackend(Backend):
             return xp.asarray(a, copy=True) if copy else a
         host = np.asarray(host)
         if host.dtype == np.float16 or host.dtype.kind not in "biuf":
-            raise TypeError(f"cannot place {_a(host.dtype)} array on {self.label(native)}")
+            raise TypeError(f"cannot place {_a(host.dtype)} array on {self.label(native)}: array-api-strict takes "
+                            "bool, int, uint, float32 and float64 arrays (the Array API standard's real dtypes); "
+                            "convert it first, x.astype('float32') (or 'float64' for a float64 model)")
         return xp.asarray(host, device=native, dtype=dtype, copy=copy)
 
     def to_host(self, a):

@@ -73,7 +73,8 @@ class EarlyStopping(Callback):
                       reach it (Keras)
     start_from_epoch  epochs of this fit not monitored at its start (a warm-up; Keras)
     restore_best_weights  True: put the best epoch's weights back when training ends, whether it stopped
-                      early or ran out of epochs (Keras 3)
+                      early or ran out of epochs (Keras 3); with fit's verbose it says so, and only when the best
+                      epoch is not the last one run (the weights are that epoch's already)
 
     After fit: ``best``, ``best_epoch`` and ``stopped_epoch`` (None when it did not stop training).
     """
@@ -96,7 +97,7 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self):
         self.best, self.best_epoch, self.best_weights, self.stopped_epoch = _worst(self.mode), None, None, None
-        self.wait, self._seen = 0, 0
+        self.wait, self._seen, self._last = 0, 0, None
 
     def _improves(self, value, reference):
         if self.mode == "min":
@@ -105,7 +106,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs):
         value = _monitored(self, logs)
-        self._seen += 1
+        self._seen, self._last = self._seen + 1, epoch
         if self._seen <= self.start_from_epoch:
             return
         self.wait += 1
@@ -122,10 +123,11 @@ class EarlyStopping(Callback):
             self.trainer.stop_training = True
 
     def on_train_end(self):
-        if self.restore_best_weights and self.best_weights is not None:
+        if self.restore_best_weights and self.best_weights is not None and self.best_epoch != self._last:
             self.trainer.model.load_state_dict(self.best_weights)
-            self.trainer.log(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
-                             f"({self.monitor} = {self.best:.4f})")
+            self.trainer.log(f"EarlyStopping: restored the weights from the end of the best epoch, "
+                             f"{self.best_epoch + 1} ({self.monitor} = {self.best:.4f}; the last epoch run was "
+                             f"{self._last + 1})")
 
 
 class ModelCheckpoint(Callback):
@@ -169,7 +171,9 @@ class ModelCheckpoint(Callback):
 
 class TerminateOnNaN(Callback):
     """On a non-finite loss, stop cleanly and keep the last weights known to be good (those of the last
-    progress check at which every loss so far was finite) instead of raising."""
+    progress check at which every loss so far was finite) instead of raising. As in Keras, the epoch it stops is
+    still logged: the History and every callback's on_epoch_end get its numbers (its loss NaN or inf, its validation
+    numbers for the weights kept)."""
 
 
 class LearningRateScheduler(Callback):

@@ -23,7 +23,7 @@ class Device:
 
     asarray(host, dtype=None, copy=None)  host array (or another library's array here) -> array on this device
     from_dlpack(a)                        another library's array on this same device, sharing its memory, or None
-    to_host(a)                            array on this device -> NumPy
+    to_host(a)                            array on this device -> NumPy (a NumPy array as it is)
     rng(seed=None)                        a seeded Generator drawing on this device
     kernel(name)                          a fused kernel the backend offers here, or None (backends/kernels.py)
     synchronize()                         wait for queued work (no-op on CPU)
@@ -108,7 +108,19 @@ class Device:
         return shared if self.holds(shared) else None
 
     def to_host(self, a):
-        return self.backend.to_host(a)
+        """``a``, an array on this device (or on another device of its library), as a NumPy array. The mirror of
+        ``asarray``, which takes host arrays and other libraries' arrays: a NumPy array is on the host already and
+        comes back as it is, another library's array is read through its own device (``pn.device_of(a)``), and
+        other host data (a NumPy scalar, a list) through ``np.asarray``, as on "cpu"."""
+        if isinstance(a, self._types):
+            return self.backend.to_host(a)
+        if _is_host_array(a):
+            return a
+        try:
+            owner = device_of(a).backend
+        except DeviceMismatchError:          # no library's array: whatever NumPy makes of it
+            owner = backends.get("numpy")
+        return owner.to_host(a)
 
     def rng(self, seed=None):
         """A generator on this device: seeded with ``seed``, or the device's default one."""

@@ -38,6 +38,13 @@ def is_pair(a) -> bool:
         (len(a) == 1 or a[1] is None or is_targets(a[1]))
 
 
+def refuse_weights(data, what):
+    """Keras' (x, y, sample_weight) where data goes: a TypeError naming (x, y), not an error about its batches."""
+    if isinstance(data, tuple) and len(data) == 3 and is_array(data[0]) and (data[1] is None or is_targets(data[1])):
+        raise TypeError(f"{what} got a tuple of 3, Keras' (x, y, sample_weight): portanet takes no sample weights "
+                        "(every sample counts alike); pass (x, y)")
+
+
 def is_dataset(a) -> bool:
     return (hasattr(a, "__getitem__") and hasattr(a, "__len__") and not isinstance(a, (list, tuple, str, dict))
             and not is_array(a) and not isinstance(a, DataLoader))
@@ -114,6 +121,8 @@ def build(model, data, y, batch_size, shuffle, what, drop_last=False):
 
 def fit_loaders(model, data, y, batch_size, shuffle, drop_last, validation, validation_split):
     """fit's (train_loader, val_loader) from what it was given (module docstring)."""
+    refuse_weights(data, "fit")
+    refuse_weights(validation, "fit's validation_data")
     k = kind(data, y)
     if k in ("loader", "batches"):
         given = [name for name, v in (("batch_size", batch_size), ("shuffle", shuffle), ("drop_last", drop_last),
@@ -154,6 +163,7 @@ def fit_loaders(model, data, y, batch_size, shuffle, drop_last, validation, vali
 def eval_loader(model, data, y, batch_size, what):
     """A loader for evaluate/predict or fit's validation data: a DataLoader or iterable as it is, arrays or a
     Dataset through a DataLoader (``batch_size``, default 256; never shuffled)."""
+    refuse_weights(data, what)
     k = kind(data, y)
     if k in ("loader", "batches"):
         if y is not None:

@@ -133,6 +133,15 @@ class Module:
             raise NotFittedError(f"{self._named()}.backward() was called before forward(): "
                                  "run the model on a batch first (y = model(x)), then backward")
 
+    def _checked_dy(self, dy, out):
+        """backward's check of its ``dy`` against the last forward's output, ``out`` = (shape, dtype): dy itself when
+        it is an array on this device of that shape and dtype (one tuple comparison on the hot path), else
+        ``check_gradient``'s answer (a DLPack view of another library's array here, or an error naming the fix),
+        never a gradient broadcast into another shape or upcast."""
+        if self._device.holds(dy) and dy.shape == out[0] and dy.dtype == out[1]:
+            return dy
+        return check_gradient(self, dy, out, f"{self._named()}.backward()", "its")
+
     # -- device and dtype -----------------------------------------------------------------
     @property
     def device(self) -> devices.Device:

@@ -10,6 +10,7 @@ import time
 from . import inputs
 from .devices import device as pn_device
 from . import metrics as _metrics
+from .backends.quiet import quieted
 from .callbacks import Callback, TerminateOnNaN
 from .data import DataLoader
 from .errors import DeviceMismatchError, NonFiniteError, ShapeError
@@ -190,7 +191,8 @@ def fit(model, loss=None, optimizer=None, train_loader=None, *args, epochs=None,
 
     Call it again on the same objects to continue: epochs are numbered from the loader's position (a loader
     built from arrays starts at epoch 0 each call). A non-finite loss raises NonFiniteError naming the epoch
-    and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept).
+    and step (with TerminateOnNaN, training stops cleanly and the last good weights are kept; that epoch is still
+    logged, as Keras logs it: its loss NaN or inf, its validation numbers for the weights kept).
     """
     _check_order(loss)
     data, y, given = _fit_positional(train_loader, args, y, dict(epochs=epochs, val_loader=val_loader,
@@ -309,14 +311,15 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
         step = -1
         nonfinite = None
         for step, (xb, yb) in enumerate(inputs.batches(train_loader, "fit")):
-            if first_call:
-                out = model(xb)                     # checks device and shapes once
-                # labels are checked on the host when the loader has them; else on this first batch only
-                loss.check(out, yb, values=not _check_targets_once(loss, train_loader, out))
-                value, out = train_step.finish(out, yb)
-                first_call = False
-            else:
-                value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
+            with quieted():         # NumPy's warnings: the non-finite loss they would announce is checked below
+                if first_call:
+                    out = model(xb)                     # checks device and shapes once
+                    # labels are checked on the host when the loader has them; else on this first batch only
+                    loss.check(out, yb, values=not _check_targets_once(loss, train_loader, out))
+                    value, out = train_step.finish(out, yb)
+                    first_call = False
+                else:
+                    value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
             if sums is None:
                 sums = _Sums(model.device, fns, value.dtype, _length(train_loader), _per_sample(loss))
             sums.add(value, out, yb, xb.shape[0])
@@ -338,21 +341,24 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
         logs, bad = sums.read()
         nonfinite = nonfinite if nonfinite is not None else bad
         if nonfinite is not None:
-            progress.close(step + 1, logs, epoch, end)
-            if keep_good:
-                _restore(model, snapshot)
-                trainer.log(f"TerminateOnNaN: the loss was not finite at epoch {epoch + 1}, step {nonfinite + 1}; "
-                            "stopped and kept the last good weights")
-                break
-            raise NonFiniteError(f"the loss became non-finite at epoch {epoch + 1}, step {nonfinite + 1}: lower the "
-                                 "learning rate, check the inputs for NaN/inf, clip gradients "
-                                 "(pn.optim.clip_grad_norm), or add TerminateOnNaN() to stop cleanly")
+            if not keep_good:
+                progress.close(step + 1, logs, epoch, end)
+                raise NonFiniteError(f"the loss became non-finite at epoch {epoch + 1}, step {nonfinite + 1}: lower "
+                                     "the learning rate, check the inputs for NaN/inf, clip gradients "
+                                     "(pn.optim.clip_grad_norm), or add TerminateOnNaN() to stop cleanly")
+            _restore(model, snapshot)
+        # the epoch TerminateOnNaN stopped is still validated, logged and shown to callbacks, as Keras does: its
+        # training numbers up to the stop (loss NaN or inf), its validation ones for the weights kept
         if val_loader is not None:
             val = _evaluate(model, val_loader, loss, fns, "validation")
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = optimizer.lr
         logs["seconds"] = time.monotonic() - began
         progress.close(step + 1, logs, epoch, end)
+        if nonfinite is not None:
+            trainer.log(f"TerminateOnNaN: the loss was not finite at epoch {epoch + 1}, step {nonfinite + 1}; "
+                        "stopped and kept the last good weights")
+            trainer.stop_training = True
         history.append(epoch, logs)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)

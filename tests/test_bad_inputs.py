@@ -36,12 +36,22 @@ def ce(pred, target):
     return pn.CrossEntropyLoss()(pred, target)
 
 
+def _model_on(spec):
+    model = pn.Sequential(pn.Dense(2, 3), device=spec)
+    return model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1)
+
+
 def fit_with(loader_kwargs=None, model=None, **fit_kwargs):
     model = model or pn.Sequential(pn.Dense(2, 3))
     x = np.zeros((8, 2), F32)
     y = np.zeros(8, np.int64)
     loader = pn.DataLoader(x, y, batch_size=4, **(loader_kwargs or {}))
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0, **fit_kwargs)
+
+
+def fit_xy(**fit_kwargs):
+    model, loss, opt = _model_on("cpu")
+    pn.fit(model, loss, opt, np.zeros((8, 2), F32), np.zeros(8, np.int64), verbose=0, **fit_kwargs)
 
 
 def write_bad_idx(tmp_path, mutate):
@@ -74,6 +84,9 @@ CASES = [
     ("one image into a Flatten-first MLP", lambda t: pn.Sequential(pn.Flatten(), pn.Dense(784, 10))(
         np.zeros((28, 28), F32)), pn.ShapeError, r"\(28, 28\) holds 784 values, one sample's features: add a batch "
      r"axis \(x\[None\]"),
+    ("one flat sample into Flatten", lambda t: pn.Sequential(pn.Flatten(), pn.Dense(784, 10))(np.zeros(784, F32)),
+     pn.ShapeError, r"Flatten got input of shape \(784,\), one sample without a batch axis.*add the batch axis with "
+     r"x\[None\] or x.reshape\(1, -1\)"),
     ("one channels-first image into Dense", lambda t: pn.Dense(3072, 10)(np.zeros((3, 32, 32), F32)), pn.ShapeError,
      r"it is one sample: add a batch axis \(x\[None\]\) and flatten it"),
     ("a batch of scalars into Dense", lambda t: pn.Dense(1, 4)(np.zeros(5, F32)), pn.ShapeError,
@@ -86,6 +99,20 @@ CASES = [
      r"takes portanet Modules; item 1 is str"),
     ("Dropout p = 1", lambda t: pn.Dropout(1.0), ValueError, r"must be in \[0, 1\).*p=0 disables"),
     ("Dropout p < 0", lambda t: pn.Dropout(-0.1), ValueError, r"must be in \[0, 1\)"),
+    ("float16 data on strict:device1", lambda t: pn.fit(*_model_on("strict:device1"), np.zeros((4, 2), np.float16),
+                                                        np.zeros(4, np.int64), verbose=0), TypeError,
+     r"cannot place a float16 array on strict:device1: array-api-strict takes bool, int, uint, float32 and float64 "
+     r"arrays.*convert it first, x.astype\('float32'\)"),
+    ("Keras' (x, y, sample_weight) as validation_data", lambda t: fit_xy(validation_data=(
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4))), TypeError,
+     r"fit's validation_data got a tuple of 3, Keras' \(x, y, sample_weight\): portanet takes no sample weights.*"
+     r"pass \(x, y\)"),
+    ("Keras' (x, y, sample_weight) as training data", lambda t: pn.fit(*_model_on("cpu"), (
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4)), verbose=0), TypeError,
+     r"fit got a tuple of 3, Keras' \(x, y, sample_weight\).*pass \(x, y\)"),
+    ("Keras' (x, y, sample_weight) into evaluate", lambda t: pn.evaluate(pn.Dense(2, 3), (
+        np.zeros((4, 2), F32), np.zeros(4, np.int64), np.ones(4))), TypeError,
+     r"evaluate got a tuple of 3, Keras' \(x, y, sample_weight\).*pass \(x, y\)"),
     # -- convolutional layers and branching models ----------------------------------------------------------
     ("channels-last images into Conv2d", lambda t: pn.Conv2d(3, 16, 3)(np.zeros((8, 32, 32, 3), F32)),
      pn.ShapeError, r"\(8, 32, 32, 3\), with 32 channels on axis 1; the layout expected is \(batch, channels, "

@@ -147,6 +147,17 @@ def test_flatten_takes_images_and_conv_outputs(ctx):
     assert tuple(flat(x).shape) == (4, 60)
 
 
+def test_flatten_refuses_one_sample_without_its_batch_axis(ctx):
+    """Axis 0 is the batch (PyTorch's nn.Flatten raises here): a (784,) sample used to become (784, 1), and the next
+    layer's error named a shape the user never passed."""
+    model = pn.Sequential(pn.Flatten(), pn.Dense(784, 10), device=ctx.device).to(dtype=ctx.dtype_name)
+    x = ctx.randn(784, seed=1)
+    with pytest.raises(pn.ShapeError, match=r"^Flatten got input of shape \(784,\), one sample without a batch "
+                                            r"axis.*x\[None\] or x.reshape\(1, -1\)"):
+        model(x)
+    assert tuple(model(ctx.xp.reshape(x, (1, 784))).shape) == (1, 10)
+
+
 @pytest.mark.parametrize("case", ["transposed", "other dtype", "other batch", "the loss's value", "a number"])
 def test_backward_refuses_what_is_not_its_output_gradient_as_dense_does(ctx, case):
     """Conv2d alone is a model as Dense alone is: its backward takes dL/d(output) and names the fix for anything else,

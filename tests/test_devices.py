@@ -103,6 +103,23 @@ def test_host_round_trip_and_dtype(ctx):
     ctx.device.synchronize()
 
 
+def test_to_host_takes_what_asarray_takes(ctx):
+    """to_host mirrors asarray: a NumPy array is on the host already and comes back as it is (torch's and
+    array-api-strict's to_host failed on it with AttributeError / TypeError), another library's array is read through
+    its own device, and other host data (NumPy scalars, lists) goes through np.asarray, as it always did on cpu."""
+    import torch
+
+    host = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert ctx.device.to_host(host) is host
+    others = [torch.arange(3) + 1, pn.device("strict:device1").asarray(np.arange(3) + 2)]
+    for k, other in enumerate(others, start=1):
+        back = ctx.device.to_host(other)
+        assert isinstance(back, np.ndarray)
+        np.testing.assert_array_equal(back, np.arange(3) + k)
+    np.testing.assert_array_equal(ctx.device.to_host([1.0, 2.0]), [1.0, 2.0])
+    assert ctx.device.to_host(np.float32(2.5)) == np.float32(2.5)
+
+
 def test_generators_are_seeded_and_restorable(ctx):
     g1, g2 = ctx.device.rng(5), ctx.device.rng(5)
     for draw in (lambda g: g.normal((3, 4), ctx.dtype), lambda g: g.uniform((5,), ctx.dtype, -2.0, 3.0),

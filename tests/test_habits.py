@@ -395,3 +395,19 @@ def test_fit_on_arrays_takes_drop_last_for_batchnorm(ctx):
     loader = pn.DataLoader(x, y, batch_size=16, device=ctx.device, dtype=ctx.dtype_name)
     with pytest.raises(TypeError, match=r"fit's drop_last= applies when fit builds the loader from arrays"):
         pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=1, drop_last=True, verbose=0)
+
+
+def test_float16_data_trains_where_the_device_holds_it_and_names_the_fix_where_not(ctx):
+    """NumPy and torch hold float16 data and the loader converts each batch to the model's dtype; array-api-strict
+    has no float16 (the standard has none), and its refusal used to name no fix."""
+    x, y = blobs(32)
+    model, opt = make(ctx)
+    if ctx.spec.startswith("strict"):
+        with pytest.raises(TypeError, match=rf"cannot place a float16 array on {ctx.device}: array-api-strict takes "
+                                            r"bool, int, uint, float32 and float64 arrays.*x.astype\('float32'\)"):
+            pn.fit(model, pn.CrossEntropyLoss(), opt, x.astype(np.float16), y, verbose=0)
+        x = x.astype(np.float16).astype(ctx.dtype_name)          # the fix it names
+    else:
+        x = x.astype(np.float16)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, verbose=0)
+    assert hist.epoch == [0, 1] and all(np.isfinite(hist["loss"]))

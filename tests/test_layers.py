@@ -46,6 +46,33 @@ def test_layer_matches_torch(spec, ctx):
         ctx.close(p.grad, tg)
 
 
+TRAINING_DROPOUT = [("Dropout-train", lambda d, dt: pn.Dropout(0.4, seed=1, device=d), None, (6, 5)),
+                    ("Dropout2d-train", lambda d, dt: pn.Dropout2d(0.4, seed=1, device=d), None, (2, 2, 4, 4))]
+
+
+@pytest.mark.parametrize("spec", LAYERS + TRAINING_DROPOUT, ids=IDS + [s[0] for s in TRAINING_DROPOUT])
+def test_backward_alone_refuses_a_gradient_that_is_not_its_outputs(spec, ctx):
+    """Every layer's backward, called alone, takes dL/d(output) and nothing else, as Dense's and Conv2d's do: a dy
+    one wider on the last axis (Dropout2d's (2, 2, 4, 5) for a (2, 2, 4, 4) output used to come back as a (2, 2, 4, 5)
+    gradient), one that broadcasts (size 1 there), or one of another dtype (which upcast every gradient) is an error
+    naming the fix, before any gradient is touched; the right dy then gives what it gave before."""
+    name, make, _, shape = spec
+    layer = make(ctx.device, ctx.dtype_name)
+    y = layer(ctx.randn(*shape, seed=2))
+    out = tuple(y.shape)
+    other = "float64" if ctx.dtype_name == "float32" else "float32"
+    wrong = {"wider": (ctx.randn(*out[:-1], out[-1] + 1, seed=3), pn.ShapeError, r"got a gradient of shape"),
+             "broadcasting": (ctx.randn(*out[:-1], 1, seed=3), pn.ShapeError, r"got a gradient of shape"),
+             "other dtype": (ctx.device.asarray(np.ones(out), dtype=other), TypeError, rf"got an? {other} gradient")}
+    for case, (dy, exc, pattern) in wrong.items():
+        with pytest.raises(exc, match=pattern + r".*model.backward\(loss_fn.backward\(\)\)"):
+            layer.backward(dy)
+        assert all(p.grad is None for p in layer.parameters()), case
+    dy = ctx.randn(*out, seed=4)
+    dx = layer.backward(dy)
+    assert tuple(dx.shape) == shape and dx.dtype == ctx.dtype
+
+
 def test_dropout_train_mask_matches_torch_formula(ctx):
     layer = pn.Dropout(0.25, seed=3, device=ctx.device)
     x = ctx.randn(200, 50, seed=4)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -40,6 +41,24 @@ def test_nonfinite_loss_names_epoch_and_step():
         pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), verbose=0)
 
 
+def test_nonfinite_inputs_raise_nonfinite_error_without_numpys_warning_first(ctx):
+    """NumPy (and array-api-strict, which computes with it) printed "RuntimeWarning: invalid value encountered in
+    matmul" before fit's NonFiniteError; the step runs without NumPy's floating-point warnings, and only there."""
+    x, y = _poisoned()
+    x[27, 1] = np.inf
+    model = _model().to(ctx.device, dtype=ctx.dtype_name)
+    before = np.geterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Tanh takes the inf to 1, so step 3's loss is finite; its gradient is not, and step 4's loss is NaN
+        with pytest.raises(pn.NonFiniteError, match=r"epoch 1, step 4"):
+            pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1),
+                   _loader(x, y, device=ctx.device, dtype=ctx.dtype_name), verbose=0)
+    assert np.geterr() == before                     # NumPy still warns outside fit's step
+    with pytest.warns(RuntimeWarning, match="invalid value"):
+        np.float32(np.inf) - np.float32(np.inf)
+
+
 def test_terminate_on_nan_stops_cleanly_with_good_weights():
     x, y = _poisoned()
     model = _model()
@@ -47,10 +66,42 @@ def test_terminate_on_nan_stops_cleanly_with_good_weights():
     hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), _loader(x, y), epochs=3,
                   callbacks=[pn.TerminateOnNaN()], verbose=0)
     after = model.state_dict()
-    assert len(hist.epoch) == 0
+    assert hist.epoch == [0] and np.isnan(hist["loss"][0])      # the stopped epoch is logged, as Keras logs it
     assert all(np.all(np.isfinite(v)) for v in after.values())
     for k in before:   # no refresh happened before the bad step here, so the epoch's starting weights remain
         np.testing.assert_array_equal(after[k], before[k])
+
+
+class _Seen(pn.callbacks.Callback):
+    def __init__(self):
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.epochs.append((epoch, dict(logs)))
+
+
+def test_terminate_on_nan_logs_the_epoch_it_stops_as_keras_does(ctx, tmp_path):
+    """Keras' TerminateOnNaN sets stop_training in on_batch_end, and fit still validates that epoch and calls every
+    on_epoch_end (its History's too) before it stops: the user sees the NaN loss. Here the first epoch goes bad at
+    its ninth step; validation runs on the weights kept."""
+    x, y = _poisoned()
+    clean = np.nan_to_num(x)
+    model = _model().to(ctx.device, dtype=ctx.dtype_name)
+    seen, csv = _Seen(), tmp_path / "log.csv"
+    loader = pn.DataLoader(np.concatenate([clean, x]), np.concatenate([y, y]), batch_size=10, device=ctx.device,
+                           dtype=ctx.dtype_name)
+    val = pn.DataLoader(clean, y, batch_size=10, device=ctx.device, dtype=ctx.dtype_name)
+    hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, epochs=3,
+                  val_loader=val, callbacks=[pn.TerminateOnNaN(), seen, pn.EarlyStopping("val_loss"),
+                                             pn.CSVLogger(csv)], verbose=0)
+    assert hist.epoch == [0] and len(hist) == 1
+    assert np.isnan(hist["loss"][0]) and np.isfinite(hist["val_loss"][0]) and 0 <= hist["val_accuracy"][0] <= 1
+    assert [e for e, _ in seen.epochs] == [0] and np.isnan(seen.epochs[0][1]["loss"])
+    assert "nan" in csv.read_text().splitlines()[1]
+    assert all(np.all(np.isfinite(v)) for v in model.state_dict().values())
+    # the validation numbers are the kept weights' own
+    np.testing.assert_allclose(pn.evaluate(model, val, loss=pn.CrossEntropyLoss())["loss"], hist["val_loss"][0],
+                               rtol=1e-6)
 
 
 def test_gradcheck_refuses_nonfinite_inputs():

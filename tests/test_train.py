@@ -227,6 +227,31 @@ def test_early_stopping_restores_the_best_even_without_stopping():
         np.testing.assert_array_equal(v, seen[1][k])
 
 
+@pytest.mark.parametrize("values,verbose,told", [([3, 1, 2, 2], 1, "2 (val_loss = 1.0000; the last epoch run was 4)"),
+                                                  ([3, 2, 2, 1], 1, None), ([3, 1, 2, 2], 0, None)])
+def test_early_stopping_says_it_restored_only_when_it_did(ctx, capsys, values, verbose, told):
+    """Keras 3 prints "Restoring model weights from the end of the best epoch: N." in verbose mode; portanet said
+    "restored the weights of epoch N" even when N was the last epoch, whose weights the model holds already."""
+    seen = {}
+
+    class Spy(pn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen[epoch] = self.trainer.model.state_dict()
+
+    x, y = blobs(32)
+    model, opt = make(ctx.device)
+    model.to(dtype=ctx.dtype_name)
+    opt = pn.optim.SGD(model.parameters(), lr=0.1)
+    stopper = pn.EarlyStopping(patience=5, restore_best_weights=True)
+    pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, batch_size=8, device=ctx.device,
+                                                            dtype=ctx.dtype_name),
+           epochs=4, verbose=verbose, callbacks=[Script(values), Spy(), stopper])
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("EarlyStopping")]
+    assert said == ([f"EarlyStopping: restored the weights from the end of the best epoch, {told}"] if told else [])
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, seen[stopper.best_epoch][k])
+
+
 def test_model_checkpoint_saves_only_strict_improvements(tmp_path):
     path = str(tmp_path / "ckpt-{epoch}.npz")
     _scripted_fit([float("nan"), 3, 2, 2, 2.5, 1], pn.ModelCheckpoint(path, save_best_only=True))

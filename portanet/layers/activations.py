@@ -10,23 +10,33 @@ from ..module import Module, Parameter, check_float
 
 
 class Activation(Module):
-    """Base: ``forward`` stores what ``_grad`` needs; ``backward`` checks forward ran first."""
+    """Base: ``forward`` stores what ``_grad`` needs in ``_saved``; ``backward`` checks that forward ran first and
+    that dy is shaped like its output (``_output``), then hands both to ``_grad``."""
 
     def __init__(self, device=None):
         super().__init__(device)
         self._saved = None
 
     def backward(self, dy):
-        self._needs_forward(self._saved)
-        return self._grad(dy, self._saved)
+        saved = self._saved
+        self._needs_forward(saved)
+        return self._grad(self._checked_dy(dy, self._output(saved)), saved)
+
+    def _output(self, saved):
+        """The last output's (shape, dtype), from what forward saved: here the output itself (the step plan's
+        fused ReLU saves its output there too)."""
+        return saved.shape, saved.dtype
 
 
 class Identity(Activation):
     """y = x."""
 
     def forward(self, x):
-        self._saved = True
+        self._saved = (x.shape, x.dtype)
         return x
+
+    def _output(self, saved):
+        return saved
 
     def _grad(self, dy, _):
         return dy
@@ -80,10 +90,16 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x):
-        self._saved = x > 0
-        return self.xp.where(self._saved, x, self.negative_slope * x)
+        positive = x > 0
+        self._saved = (positive, x.dtype)
+        return self.xp.where(positive, x, self.negative_slope * x)
 
-    def _grad(self, dy, positive):
+    def _output(self, saved):
+        positive, dtype = saved
+        return positive.shape, dtype
+
+    def _grad(self, dy, saved):
+        positive, _ = saved
         return self.xp.where(positive, dy, self.negative_slope * dy)
 
     def extra_repr(self):
@@ -102,6 +118,9 @@ class ELU(Activation):
         y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
         self._saved = (x > 0, y)
         return y
+
+    def _output(self, saved):
+        return saved[1].shape, saved[1].dtype
 
     def _grad(self, dy, saved):
         positive, y = saved
@@ -133,6 +152,9 @@ class GELU(Activation):
         cdf = 0.5 * (1.0 + _special.erf(xp, x * (1.0 / math.sqrt(2.0))))
         self._saved = (x, cdf)
         return x * cdf
+
+    def _output(self, saved):
+        return saved[0].shape, saved[0].dtype
 
     @quiet_overflow      # x * x overflows for huge |x|: exp(-inf) = 0, the limit
     def _grad(self, dy, saved):
@@ -184,6 +206,9 @@ class PReLU(Activation):
         if self.num_parameters == 1:
             return a[0]
         return self.xp.reshape(a, (1, self.num_parameters) + (1,) * (ndim - 2))
+
+    def _output(self, saved):
+        return saved[0].shape, saved[0].dtype
 
     def _grad(self, dy, saved):
         xp = self.xp

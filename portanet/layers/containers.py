@@ -92,10 +92,13 @@ class Concat(Module):
                                  "give them the same spatial size (the same stride, padding = kernel_size // 2 for "
                                  "odd kernels) or the same features")
         self._sizes = (axis, [o.shape[axis] for o in outs])
-        return self.xp.concat(outs, axis=axis)
+        y = self.xp.concat(outs, axis=axis)
+        self._out = (y.shape, y.dtype)
+        return y
 
     def backward(self, dy, input_grad: bool = True):
         self._needs_forward(self._sizes)
+        dy = self._checked_dy(dy, self._out)
         axis, sizes = self._sizes
         dx = None
         start = 0

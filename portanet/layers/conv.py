@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import init as initializers
 from .._numbers import is_int
-from ..module import Module, Parameter, check_gradient
+from ..module import Module, Parameter
 from . import _windows
 
 
@@ -83,8 +83,7 @@ class Conv2d(Module):
         self._needs_forward(self._saved)
         cols, shape, out = self._saved
         want = (shape[0], self.out_channels, *out)
-        if not (self._device.holds(dy) and tuple(dy.shape) == want and dy.dtype == cols.dtype):
-            dy = check_gradient(self, dy, (want, cols.dtype), f"{self!r}.backward()", "its")
+        dy = self._checked_dy(dy, (want, cols.dtype))
         # free when dy is the (out, N, H', W') memory this layer produced, passed through elementwise layers
         g = xp.reshape(_windows.planes(xp, dy), (self.out_channels, cols.shape[1]))   # dY: (out, N * H' * W')
         if self.bias is not None:

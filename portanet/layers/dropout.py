@@ -40,18 +40,23 @@ class Dropout(Module):
                 new.set_state(old.get_state())
 
     def forward(self, x):
+        return self._drop(x, tuple(x.shape))
+
+    def _drop(self, x, mask_shape):
+        """x times a mask of ``mask_shape`` (broadcast over x), kept for backward with the output's shape and dtype."""
+        self._out = (x.shape, x.dtype)
         if not self.training or self.p == 0.0:
             self._mask = 1.0
             return x
         keep = 1.0 - self.p
-        mask = self.generator.bernoulli(tuple(x.shape), keep, x.dtype)
+        mask = self.generator.bernoulli(mask_shape, keep, x.dtype)
         mask *= 1.0 / keep
         self._mask = mask
         return x * mask
 
     def backward(self, dy):
         self._needs_forward(self._mask)
-        return dy * self._mask
+        return self._checked_dy(dy, self._out) * self._mask
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -66,11 +71,4 @@ class Dropout2d(Dropout):
         if x.ndim != 4:
             raise ShapeError(f"{self!r} got input of shape {tuple(x.shape)}; it expects (batch, channels, height, "
                              "width) and drops whole channels: use Dropout for (batch, features)")
-        if not self.training or self.p == 0.0:
-            self._mask = 1.0
-            return x
-        keep = 1.0 - self.p
-        mask = self.generator.bernoulli((x.shape[0], x.shape[1], 1, 1), keep, x.dtype)
-        mask *= 1.0 / keep
-        self._mask = mask
-        return x * mask
+        return self._drop(x, (x.shape[0], x.shape[1], 1, 1))

@@ -48,6 +48,7 @@ class Maxout(Module):
         xp = self.xp
         self._needs_forward(self._saved)
         x, winner = self._saved
+        dy = self._checked_dy(dy, (winner.shape, x.dtype))
         pieces = xp.arange(self.pieces, device=self._device.native)
         routed = xp.where(winner[..., None] == pieces, dy[..., None], 0.0)
         dz = xp.reshape(routed, (x.shape[0], self.out_features * self.pieces))

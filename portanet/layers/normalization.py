@@ -87,6 +87,7 @@ class _BatchNorm(Module):
     def backward(self, dy):
         self._needs_forward(self._saved)
         xhat, inv_std, training = self._saved
+        dy = self._checked_dy(dy, (xhat.shape, xhat.dtype))
         view = self._per_feature
         if self.affine:
             self.weight.accumulate(self._sum(dy * xhat))

@@ -29,11 +29,14 @@ class _Pool2d(Module):
         self._saved = None
 
     def _prepare(self, x):
+        """Check x; keep the output's (shape, dtype) for backward's check of dy; return the output size (H', W')."""
         if x.ndim != 4 or x.shape[0] == 0:
             _windows.check_images(self, x, x.dtype)
         if not self._device.is_float(x.dtype):
             check_float(self, x, self._device.dtype("float32"))
-        return _windows.out_size(self, x, self.kernel_size, self.stride, self.padding)
+        out = _windows.out_size(self, x, self.kernel_size, self.stride, self.padding)
+        self._out = ((x.shape[0], x.shape[1], *out), x.dtype)
+        return out
 
     def _offsets(self):
         kh, kw = self.kernel_size
@@ -111,6 +114,7 @@ class MaxPool2d(_Pool2d):
     def backward(self, dy):
         xp = self.xp
         self._needs_forward(self._saved)
+        dy = self._checked_dy(dy, self._out)
         winner, shape, out = self._saved
         fused = self._device.kernel("maxpool_grad") if winner.dtype == xp.uint8 else None
         if fused is not None:
@@ -145,6 +149,7 @@ class AvgPool2d(_Pool2d):
     def backward(self, dy):
         xp = self.xp
         self._needs_forward(self._saved)
+        dy = self._checked_dy(dy, self._out)
         shape, out = self._saved
         kh, kw = self.kernel_size
         g = _windows.planes(xp, dy) / (kh * kw)
@@ -168,11 +173,13 @@ class GlobalAvgPool2d(Module):
             raise ShapeError(f"{self!r} got images of size 0 (input shape {tuple(x.shape)}): there is nothing to "
                              "average; check the layers before it")
         self._saved = tuple(x.shape)
+        self._out = ((x.shape[0], x.shape[1]), x.dtype)
         return self.xp.mean(x, axis=(2, 3))
 
     def backward(self, dy):
         xp = self.xp
         self._needs_forward(self._saved)
+        dy = self._checked_dy(dy, self._out)
         n, c, h, w = self._saved
         spread = xp.zeros((n, c, h, w), dtype=dy.dtype, device=self._device.native)
         spread += xp.reshape(dy / (h * w), (n, c, 1, 1))
