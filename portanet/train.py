@@ -310,8 +310,10 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
         snapshot = _snapshot(model) if keep_good else None
         step = -1
         nonfinite = None
-        for step, (xb, yb) in enumerate(inputs.batches(train_loader, "fit")):
-            with quieted():         # NumPy's warnings: the non-finite loss they would announce is checked below
+        # NumPy's warnings off for the epoch's steps (one context, not one per step): the non-finite loss they would
+        # announce is checked below and raised as NonFiniteError, naming the epoch and step
+        with quieted():
+            for step, (xb, yb) in enumerate(inputs.batches(train_loader, "fit")):
                 if first_call:
                     out = model(xb)                     # checks device and shapes once
                     # labels are checked on the host when the loader has them; else on this first batch only
@@ -320,17 +322,17 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
                     first_call = False
                 else:
                     value, out = train_step(xb, yb)     # zero_grad, forward, loss, backward, optimizer step
-            if sums is None:
-                sums = _Sums(model.device, fns, value.dtype, _length(train_loader), _per_sample(loss))
-            sums.add(value, out, yb, xb.shape[0])
-            if progress.due():
-                logs, bad = sums.read()
-                if bad is not None:
-                    nonfinite = bad
-                    break
-                if keep_good:
-                    snapshot = _snapshot(model)
-                progress.update(step + 1, logs)
+                if sums is None:
+                    sums = _Sums(model.device, fns, value.dtype, _length(train_loader), _per_sample(loss))
+                sums.add(value, out, yb, xb.shape[0])
+                if progress.due():
+                    logs, bad = sums.read()
+                    if bad is not None:
+                        nonfinite = bad
+                        break
+                    if keep_good:
+                        snapshot = _snapshot(model)
+                    progress.update(step + 1, logs)
         if sums is None:
             raise ValueError("the training loader yielded no batches")
         if isinstance(train_step, CapturedStep):
