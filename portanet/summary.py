@@ -71,8 +71,11 @@ def _inside(m, x, depth, rows):
     from .module import Sequential
 
     if isinstance(m, Sequential):
+        skip = x
         for layer in m.layers:
             x = _walk(layer, x, depth, rows)
+        if getattr(m, "shortcut", None) is not None:      # a Residual's projection, run on the block's input
+            _walk(m.shortcut, skip, depth, rows)
     elif isinstance(m, Concat):
         for branch in m.branches:
             _walk(branch, x, depth, rows)

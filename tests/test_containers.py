@@ -171,9 +171,77 @@ def test_repr_indents_every_level_of_nesting():
 
 
 def test_residual_refuses_a_branch_that_changes_the_shape():
-    with pytest.raises(pn.ShapeError, match=r"input of shape \(2, 4, 5, 5\) into \(2, 8, 5, 5\).*1x1 Conv2d "
-                                             r"projection \(Conv2d\(4, 8, 1\)\)"):
+    with pytest.raises(pn.ShapeError, match=r"input of shape \(2, 4, 5, 5\) into \(2, 8, 5, 5\).*project the skip "
+                                             r"path with shortcut=Conv2d\(4, 8, 1, stride=<the block's stride>\)"):
         pn.Residual(pn.Conv2d(4, 8, 3, padding=1))(np.zeros((2, 4, 5, 5), np.float32))
+    with pytest.raises(pn.ShapeError, match=r"shortcut=Dense\(4, 6\)"):
+        pn.Residual(pn.Dense(4, 6))(np.zeros((2, 4), np.float32))
+    downsampling = pn.Residual(pn.Conv2d(4, 8, 3, stride=2, padding=1), shortcut=pn.Conv2d(4, 8, 1))
+    with pytest.raises(pn.ShapeError, match=r"into \(2, 8, 3, 3\) but its shortcut into \(2, 8, 5, 5\).*stride"):
+        downsampling(np.zeros((2, 4, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="shortcut= takes a portanet Module"):
+        pn.Residual(pn.ReLU(), shortcut=lambda x: x)
+
+
+def _downsampling_block(device=None, dtype=None):
+    """He et al.'s basic block that halves the size and doubles the channels, its skip path projected by a strided
+    1x1 convolution (option B; torchvision's BasicBlock with downsample)."""
+    kw = dict(device=device, dtype=dtype)
+    return pn.Residual(pn.Conv2d(3, 6, 3, stride=2, padding=1, **kw), pn.ReLU(), pn.Conv2d(6, 6, 3, padding=1, **kw),
+                       shortcut=pn.Conv2d(3, 6, 1, stride=2, bias=False, **kw), device=device)
+
+
+def test_a_projection_shortcut_matches_torchs_downsampling_block(ctx):
+    block = _downsampling_block(ctx.device, ctx.dtype_name)
+    _randomize(block, ctx)
+    assert [n for n, _ in block.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias",
+                                                         "shortcut.weight"]
+    x = ctx.randn(2, 3, 7, 6, seed=1)
+    y = block(x)
+    dy = ctx.randn(*tuple(y.shape), seed=2)
+    dx = block.backward(dy)
+    tdtype = torch.float64 if ctx.dtype_name == "float64" else torch.float32
+    tp = {n: torch.tensor(ctx.host(p.data), dtype=tdtype, requires_grad=True) for n, p in block.named_parameters()}
+    tx = torch.tensor(ctx.host(x), dtype=tdtype, requires_grad=True)
+    f = F.conv2d(torch.relu(F.conv2d(tx, tp["0.weight"], tp["0.bias"], stride=2, padding=1)), tp["2.weight"],
+                 tp["2.bias"], padding=1)
+    ty = f + F.conv2d(tx, tp["shortcut.weight"], stride=2)
+    ty.backward(torch.tensor(ctx.host(dy), dtype=tdtype))
+    ctx.close(y, ty.detach())
+    ctx.close(dx, tx.grad)
+    for name, p in block.named_parameters():
+        ctx.close(p.grad, tp[name].grad)
+
+
+def test_a_projection_shortcut_with_batchnorm_gradchecks(ctx64):
+    kw = dict(device=ctx64.device, dtype="float64")
+    block = pn.Residual(pn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False, **kw), pn.BatchNorm2d(3, **kw),
+                        shortcut=pn.Sequential(pn.Conv2d(2, 3, 1, stride=2, bias=False, **kw), pn.BatchNorm2d(3, **kw)))
+    errors = pn.gradcheck(block, ctx64.randn(2, 2, 5, 4, seed=6))
+    assert {"shortcut.0.weight", "shortcut.1.weight", "shortcut.1.bias"} <= set(errors)
+
+
+def test_a_shortcut_moves_saves_and_shows_with_its_block(tmp_path):
+    model = pn.Sequential(_downsampling_block(), pn.GlobalAvgPool2d(), pn.Dense(6, 2))
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    model(x)
+    model.backward(np.ones((2, 2), np.float32))
+    with_input = [np.array(p.grad) for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    assert model.backward(np.ones((2, 2), np.float32), input_grad=False) is None
+    for p, g in zip(model.parameters(), with_input):       # the shortcut's weight still gets its gradient
+        np.testing.assert_allclose(p.grad, g, rtol=1e-6)
+    pn.save(tmp_path / "m.npz", model)
+    again = pn.Sequential(_downsampling_block(), pn.GlobalAvgPool2d(), pn.Dense(6, 2))
+    pn.load(tmp_path / "m.npz", again)
+    np.testing.assert_array_equal(again(x), model(x))
+    model.to("strict:device1")
+    assert model[0].shortcut.device == pn.device("strict:device1")
+    assert "shortcut=Conv2d(3 -> 6, kernel_size=1, stride=2, bias=False)" in repr(model)
+    rows = model.summary((3, 6, 6), print_fn=None).splitlines()
+    assert any(r.strip().startswith("Conv2d(3 -> 6, kernel_size=1, stride=2, bias=False)") and "(None, 6, 3, 3)" in r
+               for r in rows)
 
 
 def test_concat_refuses_branches_of_different_sizes():

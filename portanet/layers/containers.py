@@ -7,38 +7,75 @@ from ..module import Module, Sequential
 
 
 class Residual(Sequential):
-    """y = x + f(x), f the layers in order (a Sequential of them): ``Residual(Conv2d(16, 16, 3, padding=1), ReLU(),
-    Conv2d(16, 16, 3, padding=1))``. The layers are named 0, 1, ... inside it, as in Sequential, so its
-    parameters are '<its name>.0.weight', ...
+    """y = shortcut(x) + f(x), f the layers in order (a Sequential of them) and shortcut the identity unless given:
+    ``Residual(Conv2d(16, 16, 3, padding=1), ReLU(), Conv2d(16, 16, 3, padding=1))``. The layers are named 0, 1, ...
+    inside it, as in Sequential, so its parameters are '<its name>.0.weight', ...; a shortcut's are
+    '<its name>.shortcut.weight'.
 
-    f must keep x's shape (ShapeError otherwise). Where a block changes the channels or the size, a ResNet
-    projects its skip path with a 1x1 convolution; here, put that Conv2d(in, out, 1) (with the block's stride)
-    before or after the Residual. Backward: dx = dy + f's input gradient. Nests in Sequential, Concat and other
-    Residuals; like Sequential, it fuses Dense + ReLU pairs and honours input_grad=False."""
+    f(x) must have shortcut(x)'s shape (ShapeError otherwise, naming both). Where a block changes the channels or
+    the size, He et al. (2016) project the skip path with a 1x1 convolution of the block's stride, option B of
+    "Deep Residual Learning for Image Recognition": ``Residual(Conv2d(16, 32, 3, stride=2, padding=1), ...,
+    shortcut=Sequential(Conv2d(16, 32, 1, stride=2, bias=False), BatchNorm2d(32)))``, as torchvision's
+    ``downsample``. x: any shape f and shortcut take, (batch, channels, height, width) for images.
+    Backward: dx = f's input gradient + shortcut's (dy itself for the identity). Nests in Sequential, Concat and
+    other Residuals, and honours input_grad=False."""
 
-    def __init__(self, *layers, device=None):
+    def __init__(self, *layers, shortcut=None, device=None):
         if not layers or (len(layers) == 1 and isinstance(layers[0], (list, tuple)) and not layers[0]):
             raise ValueError("Residual needs at least one layer: with none, f is the identity and Residual() "
                              "computes x + x; use Identity() for a plain skip")
+        if shortcut is not None and not isinstance(shortcut, Module):
+            raise TypeError(f"Residual's shortcut= takes a portanet Module (a Conv2d or Dense projection, or a "
+                            f"Sequential of them), got {type(shortcut).__name__}")
         super().__init__(*layers, device=device)
+        self.shortcut = None
+        if shortcut is not None:
+            if device is None and shortcut.parameters() and self.parameters() and shortcut.device != self.device:
+                raise ValueError(f"Residual's layers are on {self.device} but its shortcut on {shortcut.device}: "
+                                 "pass device= to Residual to put them all in one place")
+            self.shortcut = shortcut
+            self._refuse_repeats()
+            if device is None and shortcut.parameters() and not any(layer.parameters() for layer in self.layers):
+                super().to(shortcut.device)         # the shortcut's weights decide, as a layer's would
+            shortcut.to(self._device)
+
+    def to(self, device=None, dtype=None):
+        super().to(device, dtype)
+        if getattr(self, "shortcut", None) is not None:
+            self.shortcut.to(self._device, dtype)
+        return self
 
     def forward(self, x):
+        skip = x if self.shortcut is None else self.shortcut.forward(x)
         fx = super().forward(x)
-        if tuple(fx.shape) != tuple(x.shape):
-            fix = (f"e.g. with a 1x1 Conv2d projection (Conv2d({x.shape[1]}, {fx.shape[1]}, 1))" if x.ndim == 4
-                   and fx.ndim == 4 else "e.g. with a Dense projection")
+        if tuple(fx.shape) != tuple(skip.shape):
+            if self.shortcut is not None:
+                raise ShapeError(f"Residual's layers turn input of shape {tuple(x.shape)} into {tuple(fx.shape)} but "
+                                 f"its shortcut into {tuple(skip.shape)}: shortcut(x) + f(x) needs them to agree "
+                                 "(give the shortcut the layers' output channels and stride)")
+            fix = (f"shortcut=Conv2d({x.shape[1]}, {fx.shape[1]}, 1, stride=<the block's stride>), a 1x1 "
+                   "projection as in He et al.'s ResNet" if x.ndim == 4 and fx.ndim == 4
+                   else f"shortcut=Dense({x.shape[-1]}, {fx.shape[-1]})" if x.ndim == 2 and fx.ndim == 2
+                   else "a shortcut= that gives x the layers' output shape")
             raise ShapeError(f"Residual's layers turn input of shape {tuple(x.shape)} into {tuple(fx.shape)}, but "
                              "x + f(x) needs the shapes to agree: keep the channels and size inside the branch "
-                             f"(stride 1, padding = kernel_size // 2) and change them before or after the Residual, "
-                             f"{fix}")
-        return x + fx
+                             "(stride 1, padding = kernel_size // 2), or project the skip path with " + fix)
+        return skip + fx
 
     def backward(self, dy, input_grad: bool = True):
         dx = super().backward(dy, input_grad=input_grad)
-        return dy + dx if input_grad else None
+        if self.shortcut is None:
+            return dy + dx if input_grad else None
+        if input_grad or not getattr(self.shortcut, "can_skip_input_grad", False):
+            ds = self.shortcut.backward(dy)
+        else:
+            ds = self.shortcut.backward(dy, input_grad=False)
+        return dx + ds if input_grad else None
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer).replace("\n", "\n  ") for layer in self.layers)
+        if self.shortcut is not None:
+            inner += ",\n  shortcut=" + repr(self.shortcut).replace("\n", "\n  ")
         return f"Residual(\n  {inner}\n)"
 
 
