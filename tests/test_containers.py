@@ -41,24 +41,29 @@ def _randomize(model, ctx):
         p.data = ctx.asarray(rng.standard_normal(p.shape) * 0.4)
 
 
-def test_nested_residual_and_concat_match_the_same_network_in_torch(ctx):
-    model = _nested(ctx.device, ctx.dtype_name)
-    _randomize(model, ctx)
-    assert [n for n, _ in model.named_parameters()] == NAMES
-    x = ctx.randn(2, 2, 6, 6, seed=1)
+def _matches_torch(model, ctx, x, torch_forward):
+    """model's output, input gradient and every parameter gradient against ``torch_forward(x, params by name)``
+    run by autograd on the same values."""
     y = model(x)
     dy = ctx.randn(*tuple(y.shape), seed=2)
     dx = model.backward(dy)
     tdtype = torch.float64 if ctx.dtype_name == "float64" else torch.float32
     tp = {n: torch.tensor(ctx.host(p.data), dtype=tdtype, requires_grad=True) for n, p in model.named_parameters()}
     tx = torch.tensor(ctx.host(x), dtype=tdtype, requires_grad=True)
-    ty = _torch_nested(tx, tp)
+    ty = torch_forward(tx, tp)
     ty.backward(torch.tensor(ctx.host(dy), dtype=tdtype))
     ctx.close(y, ty.detach())
     ctx.close(dx, tx.grad)
     for name, p in model.named_parameters():
         assert p.grad is not None, name                  # every path carries a gradient
         ctx.close(p.grad, tp[name].grad)
+
+
+def test_nested_residual_and_concat_match_the_same_network_in_torch(ctx):
+    model = _nested(ctx.device, ctx.dtype_name)
+    _randomize(model, ctx)
+    assert [n for n, _ in model.named_parameters()] == NAMES
+    _matches_torch(model, ctx, ctx.randn(2, 2, 6, 6, seed=1), _torch_nested)
 
 
 def test_nested_containers_gradcheck(ctx64):
@@ -196,21 +201,12 @@ def test_a_projection_shortcut_matches_torchs_downsampling_block(ctx):
     _randomize(block, ctx)
     assert [n for n, _ in block.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias",
                                                          "shortcut.weight"]
-    x = ctx.randn(2, 3, 7, 6, seed=1)
-    y = block(x)
-    dy = ctx.randn(*tuple(y.shape), seed=2)
-    dx = block.backward(dy)
-    tdtype = torch.float64 if ctx.dtype_name == "float64" else torch.float32
-    tp = {n: torch.tensor(ctx.host(p.data), dtype=tdtype, requires_grad=True) for n, p in block.named_parameters()}
-    tx = torch.tensor(ctx.host(x), dtype=tdtype, requires_grad=True)
-    f = F.conv2d(torch.relu(F.conv2d(tx, tp["0.weight"], tp["0.bias"], stride=2, padding=1)), tp["2.weight"],
-                 tp["2.bias"], padding=1)
-    ty = f + F.conv2d(tx, tp["shortcut.weight"], stride=2)
-    ty.backward(torch.tensor(ctx.host(dy), dtype=tdtype))
-    ctx.close(y, ty.detach())
-    ctx.close(dx, tx.grad)
-    for name, p in block.named_parameters():
-        ctx.close(p.grad, tp[name].grad)
+    def torch_block(tx, tp):
+        f = F.conv2d(torch.relu(F.conv2d(tx, tp["0.weight"], tp["0.bias"], stride=2, padding=1)), tp["2.weight"],
+                     tp["2.bias"], padding=1)
+        return f + F.conv2d(tx, tp["shortcut.weight"], stride=2)
+
+    _matches_torch(block, ctx, ctx.randn(2, 3, 7, 6, seed=1), torch_block)
 
 
 def test_a_projection_shortcut_with_batchnorm_gradchecks(ctx64):
