@@ -201,6 +201,7 @@ def test_a_projection_shortcut_matches_torchs_downsampling_block(ctx):
     _randomize(block, ctx)
     assert [n for n, _ in block.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias",
                                                          "shortcut.weight"]
+
     def torch_block(tx, tp):
         f = F.conv2d(torch.relu(F.conv2d(tx, tp["0.weight"], tp["0.bias"], stride=2, padding=1)), tp["2.weight"],
                      tp["2.bias"], padding=1)
