@@ -1293,19 +1293,8 @@ typedef struct {
     Py_ssize_t sn, sc;                /* byte strides of the batch and channel axes */
 } Images;
 
-typedef struct {
-    Py_buffer views[4];
-    int held;
-} Strided;
-
-static void release_strided(Strided *s) {
-    for (int i = 0; i < s->held; i++)
-        PyBuffer_Release(&s->views[i]);
-    s->held = 0;
-}
-
 /* Hold obj as 4-D images of item format `format` ("f", "d" or "B") with C-contiguous planes; 0 with ValueError. */
-static int hold_images(Strided *s, PyObject *obj, int writable, const char *format, Images *out) {
+static int hold_images(Buffers *s, PyObject *obj, int writable, const char *format, Images *out) {
     Py_buffer *v = &s->views[s->held];
     if (PyObject_GetBuffer(obj, v, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) != 0)
         return 0;
@@ -1337,7 +1326,7 @@ static int spans_meet(const Py_buffer *a, const Py_buffer *b) {
     return lo[0] < hi[1] && lo[1] < hi[0];
 }
 
-static int disjoint(Strided *s) {
+static int disjoint(Buffers *s) {
     for (int i = 0; i < s->held; i++)
         for (int j = i + 1; j < s->held; j++)
             if (spans_meet(&s->views[i], &s->views[j])) {
@@ -1789,14 +1778,14 @@ static PyObject *py_im2col(PyObject *self, PyObject *args) {
     const char *f = float_format(PyTuple_GET_ITEM(args, 0));
     if (!f)
         return NULL;
-    Strided s = {.held = 0};
+    Buffers s = {.held = 0};
     if (!hold_images(&s, PyTuple_GET_ITEM(args, 0), 0, f, &t.x)) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     Py_buffer *cv = &s.views[1];
     if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 1), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     s.held++;
@@ -1806,18 +1795,18 @@ static PyObject *py_im2col(PyObject *self, PyObject *args) {
     if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != rows || cv->shape[1] != width
         || t.ho == 0 || t.wo == 0) {
         PyErr_SetString(PyExc_ValueError, "im2col's columns must be (c * kh * kw, n * h' * w') of x's dtype");
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     if (!disjoint(&s)) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     t.cols = cv->buf;
     Py_BEGIN_ALLOW_THREADS
     split(f[0] == 'f' ? im2col_range_f32 : im2col_range_f64, &t, rows, width, 1);
     Py_END_ALLOW_THREADS
-    release_strided(&s);
+    release(&s);
     Py_RETURN_NONE;
 }
 
@@ -1833,13 +1822,13 @@ static PyObject *py_col2im(PyObject *self, PyObject *args) {
     const char *f = float_format(PyTuple_GET_ITEM(args, 1));
     if (!f)
         return NULL;
-    Strided s = {.held = 0};
+    Buffers s = {.held = 0};
     Py_buffer *cv = &s.views[0];
     if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 0), cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
         return NULL;
     s.held++;
     if (!hold_images(&s, PyTuple_GET_ITEM(args, 1), 1, f, &t.y)) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     t.ho = out_len(t.y.h, t.kh, t.sh, t.ph);
@@ -1847,18 +1836,18 @@ static PyObject *py_col2im(PyObject *self, PyObject *args) {
     if (!cv->format || strcmp(cv->format, f) != 0 || cv->ndim != 2 || cv->shape[0] != t.y.c * t.kh * t.kw
         || cv->shape[1] != t.y.n * t.ho * t.wo || t.ho == 0 || t.wo == 0) {
         PyErr_SetString(PyExc_ValueError, "col2im's columns must be (c * kh * kw, n * h' * w') of dx's dtype");
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     if (!disjoint(&s)) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     t.cols = cv->buf;
     Py_BEGIN_ALLOW_THREADS
     split(f[0] == 'f' ? col2im_range_f32 : col2im_range_f64, &t, t.y.n * t.y.c, t.y.h * t.y.w, 1);
     Py_END_ALLOW_THREADS
-    release_strided(&s);
+    release(&s);
     Py_RETURN_NONE;
 }
 
@@ -1881,12 +1870,12 @@ static PyObject *maxpool_call(PyObject *args, int backward) {
     const char *f = float_format(big);
     if (!f)
         return NULL;
-    Strided s = {.held = 0};
+    Buffers s = {.held = 0};
     Images *in = backward ? &t.y : &t.x, *out = backward ? &t.x : &t.y;
     int ok = hold_images(&s, big, backward, f, in) && hold_images(&s, small, !backward, f, out)
              && hold_images(&s, PyTuple_GET_ITEM(args, backward ? 1 : 2), !backward, "B", &t.idx);
     if (!ok) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     t.ho = out_len(in->h, t.kh, t.sh, t.ph);
@@ -1894,11 +1883,11 @@ static PyObject *maxpool_call(PyObject *args, int backward) {
     if (out->n != in->n || out->c != in->c || out->h != t.ho || out->w != t.wo || t.idx.n != in->n
         || t.idx.c != in->c || t.idx.h != t.ho || t.idx.w != t.wo || t.ho == 0 || t.wo == 0) {
         PyErr_SetString(PyExc_ValueError, "maxpool's output and winners must be (n, c, h', w') for its input");
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     if (!disjoint(&s)) {
-        release_strided(&s);
+        release(&s);
         return NULL;
     }
     range_fn fn = backward ? (f[0] == 'f' ? maxpool_grad_range_f32 : maxpool_grad_range_f64)
@@ -1910,7 +1899,7 @@ static PyObject *maxpool_call(PyObject *args, int backward) {
     Py_BEGIN_ALLOW_THREADS
     split(fn, &t, in->n * in->c, in->h * in->w, 1);
     Py_END_ALLOW_THREADS
-    release_strided(&s);
+    release(&s);
     Py_RETURN_NONE;
 }
 
