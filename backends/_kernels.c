@@ -597,14 +597,16 @@ ROWS_RANGE(bias_add_range_f64, bias_add_f64, double)
 ROWS_RANGE(col_sum_range_f32, col_sum_f32, float)
 ROWS_RANGE(col_sum_range_f64, col_sum_f64, double)
 
-/* objs[0..k) share a (n, c) shape; bias (c,) of the same format. Returns the item size or 0 with an exception. */
+/* objs[0..k) share a (n, c) shape; bias of the same format, (c,) (one value per column: a Dense's) or with per_row
+ * (n,) (one value per row: a Conv2d's (channels, positions) product). Returns the item size or 0 with an exception. */
 static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k, PyObject *bias, int bias_writable,
-                        Py_ssize_t *n, Py_ssize_t *c) {
+                        int per_row, Py_ssize_t *n, Py_ssize_t *c) {
     int size = acquire(b, objs, writable, k);
     if (!size)
         return 0;
     if (b->views[0].ndim != 2) {
-        PyErr_SetString(PyExc_ValueError, "fused Dense kernels take (batch, features) arrays");
+        PyErr_SetString(PyExc_ValueError, per_row ? "row kernels take (rows, width) arrays"
+                                                  : "fused Dense kernels take (batch, features) arrays");
         release(b);
         return 0;
     }
@@ -617,8 +619,9 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
     }
     b->held++;
     if (!b->views[k].format || strcmp(b->views[k].format, b->views[0].format) != 0
-        || b->views[k].len != *c * size) {
-        PyErr_SetString(PyExc_ValueError, "the bias must be (features,) of the activations' dtype");
+        || b->views[k].len != (per_row ? *n : *c) * size) {
+        PyErr_SetString(PyExc_ValueError, per_row ? "the bias must be (rows,) of the rows' dtype"
+                                                  : "the bias must be (features,) of the activations' dtype");
         release(b);
         return 0;
     }
@@ -633,8 +636,9 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
     return size;
 }
 
-/* The Python side of a kernel over (n, c) rows and one (c,) vector, called as NAME(rows, vector). */
-#define ROWS_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE, SHARED)                           \
+/* The Python side of a kernel over (n, c) rows and one (c,) vector, or with PER_ROW an (n,) one, called as
+ * NAME(rows, vector). */
+#define ROWS_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE, SHARED, PER_ROW)                  \
     static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
         PyObject *objs[1], *vector;                                                                               \
         if (!PyArg_ParseTuple(args, "OO", &objs[0], &vector))                                                     \
@@ -642,7 +646,7 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
         static const int writable[1] = {ROWS_WRITABLE};                                                           \
         Buffers b;                                                                                                \
         Py_ssize_t n, c;                                                                                          \
-        int size = acquire_rows(&b, objs, writable, 1, vector, VECTOR_WRITABLE, &n, &c);                          \
+        int size = acquire_rows(&b, objs, writable, 1, vector, VECTOR_WRITABLE, PER_ROW, &n, &c);                 \
         if (!size)                                                                                                \
             return NULL;                                                                                          \
         ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, n, c};                                           \
@@ -656,9 +660,9 @@ static int acquire_rows(Buffers *b, PyObject **objs, const int *writable, int k,
         Py_RETURN_NONE;                                                                                           \
     }
 
-ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_range_f32, bias_relu_range_f64, 1, 0, 1)
-ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_range_f32, bias_add_range_f64, 1, 0, 1)
-ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_range_f32, col_sum_range_f64, 0, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_relu, bias_relu_range_f32, bias_relu_range_f64, 1, 0, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_add, bias_add_range_f32, bias_add_range_f64, 1, 0, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_grad, col_sum_range_f32, col_sum_range_f64, 0, 1, 0, 0)
 
 /* conv.py's bias for its (channels, positions) product, one value per row: y[r] += b[r] (NumPy's broadcast add,
  * the same bits), and its gradient db[r] = sum of dY's row r as NumPy's sum(axis=1) computes it: 0 plus the pairwise
@@ -719,37 +723,8 @@ ROW_SUM_RANGE(row_sum_range_f64, double, pairwise_sum_f64)
 ROW_BIAS_RANGE(row_bias_range_f32, float)
 ROW_BIAS_RANGE(row_bias_range_f64, double)
 
-/* NAME(rows (r, width), vector (r,)): the rows' kernels, one vector value per row. */
-#define ROW_VECTOR_WRAPPER(NAME, R32, R64, ROWS_WRITABLE, VECTOR_WRITABLE)                                      \
-    static PyObject *NAME(PyObject *self, PyObject *args) {                                                       \
-        PyObject *objs[2];                                                                                        \
-        if (!PyArg_ParseTuple(args, "OO", &objs[0], &objs[1]))                                                    \
-            return NULL;                                                                                          \
-        Buffers b;                                                                                                \
-        static const int writable[2] = {ROWS_WRITABLE, VECTOR_WRITABLE};                                          \
-        if (!hold(&b, objs, writable, 2))                                                                         \
-            return NULL;                                                                                          \
-        int size = float_size(b.views[0].format);                                                                 \
-        if (!size || !b.views[1].format || strcmp(b.views[0].format, b.views[1].format) != 0                      \
-            || b.views[0].ndim != 2 || b.views[1].ndim != 1 || b.views[1].shape[0] != b.views[0].shape[0]) {      \
-            release(&b);                                                                                          \
-            PyErr_SetString(PyExc_ValueError, "row kernels take (rows, width) and (rows,) arrays of one float dtype"); \
-            return NULL;                                                                                          \
-        }                                                                                                         \
-        if (overlapping(b.views, writable, 2)) {                                                                  \
-            release(&b);                                                                                          \
-            return NULL;                                                                                          \
-        }                                                                                                         \
-        ArraysTask task = {b.views[0].buf, b.views[1].buf, NULL, b.views[0].shape[0], b.views[0].shape[1]};       \
-        Py_BEGIN_ALLOW_THREADS                                                                                    \
-        split(size == 4 ? R32 : R64, &task, task.n, task.width, 1);                                               \
-        Py_END_ALLOW_THREADS                                                                                      \
-        release(&b);                                                                                              \
-        Py_RETURN_NONE;                                                                                           \
-    }
-
-ROW_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0)
-ROW_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1)
+ROWS_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0, 1, 1)
+ROWS_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1, 1, 1)
 
 /* A Conv2d and the ReLU after it, as one step (step/fusion.py pairs them), on the (channels, positions) product:
  *   forward   y[r] = max(y[r] + b[r], 0) in place, NaN kept: `y += b[:, None]`, then ReLU's maximum(y, 0), per value;
@@ -772,7 +747,7 @@ ROW_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1
 
 ROW_BIAS_RELU_RANGE(row_bias_relu_range_f32, float)
 ROW_BIAS_RELU_RANGE(row_bias_relu_range_f64, double)
-ROW_VECTOR_WRAPPER(py_bias_relu_rows, row_bias_relu_range_f32, row_bias_relu_range_f64, 1, 0)
+ROWS_VECTOR_WRAPPER(py_bias_relu_rows, row_bias_relu_range_f32, row_bias_relu_range_f64, 1, 0, 1, 1)
 
 typedef struct {
     const char *dy, *y;
@@ -796,35 +771,18 @@ ROW_RELU_GRAD_SUM_RANGE(row_relu_grad_sum_range_f64, double, relu_grad_f64, pair
 
 /* relu_grad_sum_rows(dy, y, dz, db): dy, y, dz (rows, width) C-contiguous, db (rows,), one float dtype. */
 static PyObject *py_relu_grad_sum_rows(PyObject *self, PyObject *args) {
-    PyObject *objs[4];
-    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3]))
+    PyObject *objs[3], *db;
+    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
         return NULL;
-    static const int writable[4] = {0, 0, 1, 1};
+    static const int writable[3] = {0, 0, 1};
     Buffers b;
-    if (!hold(&b, objs, writable, 4))
+    Py_ssize_t n, c;
+    int size = acquire_rows(&b, objs, writable, 3, db, 1, 1, &n, &c);
+    if (!size)
         return NULL;
-    int size = float_size(b.views[0].format);
-    int ok = size != 0 && b.views[0].ndim == 2;
-    for (int i = 1; i < 4 && ok; i++)
-        ok = b.views[i].format && strcmp(b.views[i].format, b.views[0].format) == 0;
-    for (int i = 1; i < 3 && ok; i++)
-        ok = b.views[i].ndim == 2 && b.views[i].shape[0] == b.views[0].shape[0]
-             && b.views[i].shape[1] == b.views[0].shape[1];
-    ok = ok && b.views[3].ndim == 1 && b.views[3].shape[0] == b.views[0].shape[0];
-    if (!ok) {
-        release(&b);
-        PyErr_SetString(PyExc_ValueError, "relu_grad_sum_rows takes dy, y, dz (rows, width) and db (rows,) arrays "
-                                          "of one float dtype");
-        return NULL;
-    }
-    if (overlapping(b.views, writable, 4)) {
-        release(&b);
-        return NULL;
-    }
-    RowsGradTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, b.views[0].shape[0],
-                         b.views[0].shape[1]};
+    RowsGradTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, n, c};
     Py_BEGIN_ALLOW_THREADS
-    split(size == 4 ? row_relu_grad_sum_range_f32 : row_relu_grad_sum_range_f64, &task, task.n, task.width, 1);
+    split(size == 4 ? row_relu_grad_sum_range_f32 : row_relu_grad_sum_range_f64, &task, n, c, 1);
     Py_END_ALLOW_THREADS
     release(&b);
     Py_RETURN_NONE;
@@ -837,7 +795,7 @@ static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
     static const int writable[3] = {0, 0, 1};
     Buffers b;
     Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 3, db, 1, &n, &c);
+    int size = acquire_rows(&b, objs, writable, 3, db, 1, 0, &n, &c);
     if (!size)
         return NULL;
     Py_BEGIN_ALLOW_THREADS

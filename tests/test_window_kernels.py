@@ -191,6 +191,9 @@ def test_row_bias_kernels_give_numpys_bits(dtype):
         np.testing.assert_array_equal(y, g + b[:, None])
     with pytest.raises(kernels.REFUSALS):
         kernels.get("bias_grad_rows")(np.ones((3, 4), dtype), np.empty(4, dtype))     # one value per row
+    for name, arrays in [("bias_add_rows", 1), ("bias_relu_rows", 1), ("relu_grad_sum_rows", 3)]:
+        with pytest.raises(kernels.REFUSALS):       # a Dense's bias, one value per column, is not a row kernel's
+            kernels.get(name)(*(np.ones((3, 4), dtype) for _ in range(arrays)), np.zeros(4, dtype))
 
 
 @needs_kernels
