@@ -373,6 +373,20 @@ extern "C" __global__ void take_scale_u8_f64(const unsigned char *x, i64 n_x, co
 
 # ---- classification heads -----------------------------------------------------------------------------------
 
+# One block's total: thread t has written its part[t]; after the call part[0] holds the sum of all THREADS of them
+# (a power of two), added in a fixed tree, so the total has the same bits every run. Every thread of the block calls it.
+BLOCK_SUM = r"""
+template <int THREADS, typename T>
+__device__ void block_sum(T *part) {
+    __syncthreads();
+    for (int half = THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half)
+            part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+}
+"""
+
 # losses.py's CrossEntropyLoss on int labels, loss and gradient in one launch:
 #   per row: m = max z;  d = z - m, but 0 where z == m;  e = exp(d);  s = sum e;  loss = log s - d[label]  (d[label]
 #   selected, never multiplied by a one-hot: a -inf logit elsewhere contributes e = 0, not 0 * -inf);
@@ -383,7 +397,7 @@ extern "C" __global__ void take_scale_u8_f64(const unsigned char *x, i64 n_x, co
 # and stored once in the logits' dtype.
 # One block of 256 threads: thread t takes rows t, t + 256, ...; the per-thread totals are then added in a fixed
 # tree, so the total has the same bits every run. A classifier head (c up to a few hundred) is a few microseconds.
-SOFTMAX_CE = PRELUDE + r"""
+SOFTMAX_CE = PRELUDE + BLOCK_SUM + r"""
 #define CE_THREADS 256
 
 template <typename T>
@@ -416,12 +430,7 @@ __device__ void softmax_ce(const T *z, const i64 *labels, T *grad, T *total, i64
         acc += (double)log(s) - (double)(zi[label] == m ? (T)0 : zi[label] - m);
     }
     part[threadIdx.x] = acc;
-    __syncthreads();
-    for (int half = CE_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half)
-            part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
+    block_sum<CE_THREADS>(part);
     if (threadIdx.x == 0)
         *total = (T)part[0];
 }
@@ -440,7 +449,7 @@ extern "C" __global__ void softmax_ce_f64(const double *z, const i64 *labels, do
 # argmax(z) == label. argmax as NumPy's: the first maximum, and the first NaN if a row has one. One block of 256
 # threads, a fixed tree for the count, one launch where the standard code takes four (argmax, ==, astype, sum)
 # and a setitem.
-COUNT_CORRECT = PRELUDE + r"""
+COUNT_CORRECT = PRELUDE + BLOCK_SUM + r"""
 #define COUNT_THREADS 256
 
 template <typename T>
@@ -459,12 +468,7 @@ __device__ void count_correct(const T *z, const i64 *labels, i64 *counts, i64 k,
         hits += best == labels[i];
     }
     part[threadIdx.x] = hits;
-    __syncthreads();
-    for (int half = COUNT_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half)
-            part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
+    block_sum<COUNT_THREADS>(part);
     if (threadIdx.x == 0)
         counts[k] = part[0];
 }
