@@ -148,17 +148,16 @@ class PhiloxGenerator(Generator):
     """The Generator protocol on a Philox4x32-10 stream. State: (seed, offset), offset in 128-bit blocks; a draw
     of n values takes ceil(n / values per block) blocks (module doc). ``engine`` computes the values: HostEngine
     (NumPy, this module) or cuda_kernels.PhiloxEngine (CuPy), which give the same bits, so a state saved on one
-    continues on the other. ``place`` moves a host draw to its device (identity for NumPy and CuPy)."""
+    continues on the other; each returns its draws where it computed them."""
 
     backend_name = ALGORITHM
 
-    def __init__(self, seed, engine=None, place=lambda a: a):
+    def __init__(self, seed, engine=None):
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"a Philox generator takes a non-negative int seed, got {seed!r}")
         self._seed, self._offset = int(seed), 0
         self._key = key_of(seed)
         self._engine = engine if engine is not None else HostEngine()
-        self._place = place
 
     @property
     def offset(self) -> int:
@@ -173,24 +172,24 @@ class PhiloxGenerator(Generator):
     def uniform(self, shape, dtype, low=0.0, high=1.0):
         dt, n = _host_float(dtype), _count(shape)
         start = self._start(n, PER_BLOCK["uniform", dt.name])
-        return self._place(self._engine.uniform(n, dt, self._key, start, high - low, low).reshape(shape))
+        return self._engine.uniform(n, dt, self._key, start, high - low, low).reshape(shape)
 
     def normal(self, shape, dtype, mean=0.0, std=1.0):
         dt, n = _host_float(dtype), _count(shape)
         start = self._start(n, PER_BLOCK["normal", dt.name])
-        return self._place(self._engine.normal(n, dt, self._key, start, std, mean).reshape(shape))
+        return self._engine.normal(n, dt, self._key, start, std, mean).reshape(shape)
 
     def bernoulli(self, shape, p, dtype):
         dt, n = _host_float(dtype), _count(shape)
         start = self._start(n, PER_BLOCK["bernoulli", dt.name])
-        return self._place(self._engine.bernoulli(n, dt, self._key, start, p).reshape(shape))
+        return self._engine.bernoulli(n, dt, self._key, start, p).reshape(shape)
 
     def permutation(self, n):
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"permutation(n) takes a non-negative int, got {n!r}")
         n = int(n)
         start = self._start(n, PER_BLOCK["permutation", "int64"])
-        return self._place(self._engine.permutation(n, self._key, start))
+        return self._engine.permutation(n, self._key, start)
 
     def get_state(self):
         return encode_state({"algorithm": ALGORITHM, "seed": self._seed, "offset": self._offset})

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cuda_sources
+from .counter_rng import PER_BLOCK, index_mask
 
 _THREADS = 256
 _MAX_BLOCKS = 4096          # with the grid-stride loops, more blocks than the GPU holds at once only adds launch cost
@@ -296,34 +297,33 @@ class PhiloxEngine:
     def __init__(self, device):
         self._device = device
 
-    def _draw(self, name, per_block, n, dtype, key, start, *params):
+    def _draw(self, kernel, per_block, n, dtype, key, start, *params):
         nd = _cupy_types()
         with self._device:
             out = nd((n,), dtype=dtype)
             if n:
-                _kernel("rng", name)(_grid(-(-n // per_block)), (_THREADS,), (
+                _kernel("rng", kernel)(_grid(-(-n // per_block)), (_THREADS,), (
                     out, np.int64(n), np.uint32(key[0]), np.uint32(key[1]), np.uint64(start), *params))
         return out
 
     def uniform(self, n, dtype, key, start, scale, shift):
         T = _SCALAR[dtype]
-        return self._draw("uniform" + _SUFFIX[dtype], 4 if dtype == _F32 else 2, n, dtype, key, start, T(scale),
-                          T(shift))
+        return self._draw("uniform" + _SUFFIX[dtype], PER_BLOCK["uniform", dtype.name], n, dtype, key, start,
+                          T(scale), T(shift))
 
     def normal(self, n, dtype, key, start, std, mean):
         T = _SCALAR[dtype]
-        return self._draw("normal" + _SUFFIX[dtype], 4 if dtype == _F32 else 2, n, dtype, key, start, T(std),
-                          T(mean))
+        return self._draw("normal" + _SUFFIX[dtype], PER_BLOCK["normal", dtype.name], n, dtype, key, start,
+                          T(std), T(mean))
 
     def bernoulli(self, n, dtype, key, start, p):
-        return self._draw("bernoulli" + _SUFFIX[dtype], 4 if dtype == _F32 else 2, n, dtype, key, start,
+        return self._draw("bernoulli" + _SUFFIX[dtype], PER_BLOCK["bernoulli", dtype.name], n, dtype, key, start,
                           np.float64(p))
 
     def permutation(self, n, key, start):
-        from .counter_rng import index_mask
-
         mask = index_mask(n)
-        keys = self._draw("permutation_keys", 2, n, np.dtype(np.uint64), key, start, np.uint64(mask))
+        keys = self._draw("permutation_keys", PER_BLOCK["permutation", "int64"], n, np.dtype(np.uint64), key, start,
+                          np.uint64(mask))
         with self._device:
             keys.sort()                                   # distinct keys: one order, whatever the sort
             return keys.view(np.int64) & np.int64(mask)   # the mask is below 2**63: the int64 view is the value
