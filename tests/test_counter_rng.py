@@ -2,6 +2,7 @@
 the very stream at any split, the draws' statistics, and (on a GPU) the CuPy generator's bits against the NumPy
 reference. tests/test_cuda_kernels.py also runs the CUDA source of the draws on the CPU against this reference."""
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -70,6 +71,15 @@ def test_a_restored_state_continues_the_very_stream(split):
             got = d(h)
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_pickled_generator_continues_the_very_stream():
+    """A model with Dropout pickles and deep-copies its generators (the CuPy one is this class on the GPU engine)."""
+    g = counter_rng.PhiloxGenerator(5)
+    DRAWS[0](g)
+    copy = pickle.loads(pickle.dumps(g))
+    for d in DRAWS:
+        np.testing.assert_array_equal(d(copy), d(g))
 
 
 def test_values_are_the_documented_functions_of_the_blocks():
