@@ -119,18 +119,26 @@ def _bias_taken(bias, fresh, db):
         bias.accumulate(db)
 
 
-class _DenseReLU:
-    """A Dense with a bias and the ReLU after it, as one step."""
+class _WithReLU:
+    """A layer with a bias (``layer``) and the ReLU after it, as one step of two kernels: the bias add and the ReLU
+    in place on the layer's fresh product (``forward_kernel``), and backward the ReLU mask with the bias gradient in
+    one pass (``backward_kernel``). The two layers stay two modules (same state_dict, same repr)."""
 
-    __slots__ = ("dense", "relu", "forward_kernel", "backward_kernel", "can_skip_input_grad")
+    __slots__ = ("layer", "relu", "forward_kernel", "backward_kernel")
+    can_skip_input_grad = True
 
-    def __init__(self, dense, relu, forward_kernel, backward_kernel):
-        self.dense, self.relu = dense, relu
+    def __init__(self, layer, relu, forward_kernel, backward_kernel):
+        self.layer, self.relu = layer, relu
         self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
-        self.can_skip_input_grad = True
+
+
+class _DenseReLU(_WithReLU):
+    """A Dense with a bias and the ReLU after it (``bias_relu``, ``relu_grad_sum``)."""
+
+    __slots__ = ()
 
     def forward(self, x):
-        dense = self.dense
+        dense = self.layer
         y = dense.product(x)
         try:
             self.forward_kernel(y, dense.bias.data)
@@ -141,7 +149,7 @@ class _DenseReLU:
         return y
 
     def backward(self, dy, input_grad=True):
-        dense, relu = self.dense, self.relu
+        dense, relu = self.layer, self.relu
         x, y = dense._x, relu._saved
         dense._needs_forward(x)
         relu._needs_forward(y)
@@ -157,20 +165,14 @@ class _DenseReLU:
         return xp.matmul(dz, dense.weight.data.T) if input_grad else None
 
 
-class _ConvReLU:
-    """A Conv2d with a bias and the ReLU after it, as one step, on the conv's (channels, positions) product: the
-    bias add and the ReLU in place (``bias_relu_rows``), and backward the ReLU mask with the bias gradient in one
-    pass over each row (``relu_grad_sum_rows``), where the two layers make four."""
+class _ConvReLU(_WithReLU):
+    """A Conv2d with a bias and the ReLU after it, on the conv's (channels, positions) product (``bias_relu_rows``,
+    ``relu_grad_sum_rows``: one pass over each row where the two layers make four)."""
 
-    __slots__ = ("conv", "relu", "forward_kernel", "backward_kernel", "can_skip_input_grad")
-
-    def __init__(self, conv, relu, forward_kernel, backward_kernel):
-        self.conv, self.relu = conv, relu
-        self.forward_kernel, self.backward_kernel = forward_kernel, backward_kernel
-        self.can_skip_input_grad = True
+    __slots__ = ()
 
     def forward(self, x):
-        conv = self.conv
+        conv = self.layer
         y, out = conv.product(x)
         try:
             self.forward_kernel(y, conv.bias.data)
@@ -182,7 +184,7 @@ class _ConvReLU:
         return images
 
     def backward(self, dy, input_grad=True):
-        conv, relu = self.conv, self.relu
+        conv, relu = self.layer, self.relu
         y = relu._saved
         relu._needs_forward(y)
         conv._needs_forward(conv._saved)
