@@ -151,20 +151,16 @@ class CapturedStep:
         try:
             outputs = self.graph.capture(lambda: self.step(xs, ys), self.generators)
         except BaseException:
-            self._restore(groups, counters)
+            for fg in groups:
+                fg.counts_to_host(self.optimizer)
             raise
-        for m, n in zip(self.counters, counters):   # recording ran the Python once but computed nothing
-            m.num_batches_tracked = n
+        finally:                                     # recording ran the Python once but computed nothing
+            for m, n in zip(self.counters, counters):
+                m.num_batches_tracked = n
         self.static, self.outputs, self.key = (xs, ys), outputs, self._options()
         self.graph.replay()                          # recording runs nothing: this batch's step is the first replay
         self._advance_counters()
         return outputs
-
-    def _restore(self, groups, counters):
-        for m, n in zip(self.counters, counters):
-            m.num_batches_tracked = n
-        for fg in groups:
-            fg.counts_to_host(self.optimizer)
 
     def _release_recording(self):
         if self.static is not None:
