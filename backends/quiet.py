@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+_SILENT = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
+quiet = np.errstate(**_SILENT)
 quiet_overflow = np.errstate(over="ignore")
 
 
@@ -20,4 +21,4 @@ def quieted():
     """``quiet``'s settings as a fresh ``with`` context (~1 us): NumPy 2's errstate objects enter a ``with`` block
     once in their life (as decorators, afresh per call). fit's step runs in one: the non-finite loss it checks for
     raises NonFiniteError, which says more than NumPy's "invalid value encountered in matmul" before it."""
-    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    return np.errstate(**_SILENT)
