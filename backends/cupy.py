@@ -1,12 +1,10 @@
 """CuPy on CUDA GPUs. Imports cleanly, and reports why, on machines without one."""
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from . import kernels as host_kernels
-from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, StepGraph
+from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, StepGraph, namespace_with
 from .counter_rng import PhiloxGenerator
 
 INSTALL_HINT = "pip install 'portanet[gpu]'"
@@ -37,10 +35,7 @@ class CupyBackend(Backend):
 
         # array-api-compat's namespace, with a matmul that sends 2-D float products straight to cuBLAS (cupy.matmul
         # measured ~140 us of CPU a call; backends/cublas.py aims at PyTorch's ~21) and anything else to compat's own.
-        xp = types.ModuleType(compat.__name__, compat.__doc__)
-        xp.__dict__.update(vars(compat))
-        xp.matmul = cublas.make_matmul(compat.matmul)
-        return xp
+        return namespace_with(compat, {"matmul": cublas.make_matmul(compat.matmul)})
 
     _reason = ...
 

@@ -1,12 +1,10 @@
 """NumPy on the host CPU, through array-api-compat's NumPy namespace."""
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from . import kernels
-from .base import Backend, DeviceError, NumpyHostGenerator
+from .base import Backend, DeviceError, NumpyHostGenerator, namespace_with
 
 
 class NumpyBackend(Backend):
@@ -22,11 +20,8 @@ class NumpyBackend(Backend):
         # and a training step allocates a handful of arrays (gradients, a batch, the loss). Its matmul wrapper
         # only forwards to np.matmul, which follows the standard (~1 us a call, five calls a step). The rest is
         # array-api-compat's namespace as it is.
-        xp = types.ModuleType(compat.__name__, compat.__doc__)
-        xp.__dict__.update(vars(compat))
-        for name in ("empty", "empty_like", "asarray", "matmul"):
-            setattr(xp, name, getattr(np, name))
-        return xp
+        own = ("empty", "empty_like", "asarray", "matmul")
+        return namespace_with(compat, {name: getattr(np, name) for name in own})
 
     def devices(self):
         return ["cpu"]

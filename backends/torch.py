@@ -4,11 +4,10 @@ Only torch's tensors and generators are used; autograd is never involved.
 """
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
-from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, Generator, StepGraph
+from .base import (Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, Generator, StepGraph,
+                   namespace_with)
 
 
 class TorchGenerator(Generator):
@@ -99,11 +98,8 @@ class TorchBackend(Backend):
             raise DeviceUnavailableError(
                 "device='torch:...' needs PyTorch: pip install torch"
             ) from e
-        xp = types.ModuleType(compat.__name__, compat.__doc__)
-        xp.__dict__.update(vars(compat))
-        for name, positions in SCALAR_ARGS.items():
-            setattr(xp, name, _filled_scalars(getattr(compat, name), positions, compat, torch))
-        return xp
+        return namespace_with(compat, {name: _filled_scalars(getattr(compat, name), positions, compat, torch)
+                                       for name, positions in SCALAR_ARGS.items()})
 
     def unavailable(self):
         try:
