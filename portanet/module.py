@@ -496,12 +496,17 @@ def check_gradient(module, dy, out, where, whose="the model's"):
     return dy
 
 
+def empty_batch(layer, x) -> ShapeError:
+    """The error for a batch of no samples given to ``layer`` (check_features, the window layers' check_images)."""
+    return ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one sample; "
+                      "check the slicing or the DataLoader's drop_last")
+
+
 def check_features(layer, x, expected: int, what: str = "features"):
     """Shared check for layers that take (batch, features) input. The fix in the message follows from the
     shape: an input whose whole size is one sample's features is that sample without its batch axis."""
     if x.ndim == 2 and x.shape[0] == 0:
-        raise ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one "
-                         "sample; check the slicing or the DataLoader's drop_last")
+        raise empty_batch(layer, x)
     if x.ndim == 2 and x.shape[1] == expected:
         return
     shape = tuple(x.shape)
