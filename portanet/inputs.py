@@ -74,12 +74,8 @@ def brief(a) -> str:
 
 
 def model_dtype(model) -> str:
-    """The float dtype the model computes in: its parameters' (the first float one), else float32."""
-    dev = model.device
-    for p in model.parameters():
-        if dev.is_float(p.data.dtype):
-            return dev.dtype_name(p.data.dtype)
-    return "float32"
+    """The name of the float dtype the model computes in: its parameters' (the first float one), else float32."""
+    return model.device.dtype_name(model._param_dtype())
 
 
 def check_loader(loader, model, what):

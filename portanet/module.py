@@ -319,8 +319,10 @@ class Module:
         return summary(self, input_shape, print_fn)
 
     def _param_dtype(self):
+        """The float dtype this module computes in: its first float parameter's, else float32."""
         for p in self.parameters():
-            return p.data.dtype
+            if self._device.is_float(p.data.dtype):
+                return p.data.dtype
         return self._device.dtype("float32")
 
 
