@@ -9,9 +9,7 @@
 """
 from __future__ import annotations
 
-from numbers import Real
-
-from ._numbers import is_int
+from ._numbers import is_int, is_real
 from ._words import a as _a
 from .data import DataLoader
 from .errors import DeviceMismatchError, ShapeError
@@ -74,12 +72,8 @@ def brief(a) -> str:
 
 
 def model_dtype(model) -> str:
-    """The float dtype the model computes in: its parameters' (the first float one), else float32."""
-    dev = model.device
-    for p in model.parameters():
-        if dev.is_float(p.data.dtype):
-            return dev.dtype_name(p.data.dtype)
-    return "float32"
+    """The name of the float dtype the model computes in: its parameters' (the first float one), else float32."""
+    return model.device.dtype_name(model._param_dtype())
 
 
 def check_loader(loader, model, what):
@@ -186,7 +180,7 @@ def eval_loader(model, data, y, batch_size, what):
 
 def split_last(x, y, fraction):
     """Keras' validation_split: the last ``fraction`` of the samples (before any shuffling) are held out."""
-    if not isinstance(fraction, Real) or not 0.0 < fraction < 1.0:
+    if not is_real(fraction) or not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be a fraction in (0, 1), got {brief(fraction)}")
     n = len(x)
     if len(y) != n:

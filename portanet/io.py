@@ -6,13 +6,13 @@ it writes anything, and loads onto whatever device the model is on now.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import tempfile
 import zipfile
 
 import numpy as np
 
+from ._numbers import is_int, is_real
 from .errors import CheckpointError
 
 FORMAT = "portanet-checkpoint"
@@ -24,9 +24,9 @@ def _plain(value):
     """NumPy's scalars (and 0-d arrays) as the Python numbers JSON takes: np.int64(3) is a number like 3."""
     if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 and value.dtype.kind in "biuf":
         return value.item()
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if is_int(value):
         return int(value)
-    if isinstance(value, numbers.Real):
+    if is_real(value):
         return float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 

@@ -34,6 +34,8 @@ Rows are read top to bottom; the first that applies decides.
 """
 from __future__ import annotations
 
+import math
+
 import array_api_compat
 
 from . import devices
@@ -70,7 +72,7 @@ def correct(output, target, threshold=0.0):
 def accuracy(output, target, threshold=0.0):
     """Fraction correct as a 0-d float array (see ``correct``; one column counts every element)."""
     xp = devices.namespace_of(output)
-    n = output.shape[0] if output.ndim == 2 and output.shape[1] > 1 else _numel(output)
+    n = output.shape[0] if output.ndim == 2 and output.shape[1] > 1 else math.prod(output.shape)
     return xp.astype(correct(output, target, threshold), output.dtype) / n
 
 
@@ -81,13 +83,6 @@ def confusion_matrix(predicted, target, classes):
     index = target * classes + predicted
     hits = index[:, None] == xp.arange(classes * classes, device=dev)
     return xp.reshape(xp.sum(xp.astype(hits, xp.int64), axis=0), (classes, classes))
-
-
-def _numel(a):
-    n = 1
-    for s in a.shape:
-        n *= s
-    return n
 
 
 class Accuracy:
@@ -110,7 +105,7 @@ class Accuracy:
         return threshold_correct(output, target, self.threshold)
 
     def total(self, output) -> int:
-        return output.shape[0] if self._argmax(output) else _numel(output)
+        return output.shape[0] if self._argmax(output) else math.prod(output.shape)
 
     def count_into(self, output, target, counts, k) -> bool:
         """counts[k] = self(output, target) in one launch of the backend's kernel where it has one (CuPy's
@@ -182,7 +177,7 @@ def targets_kind(targets) -> str | None:
     xp = array_api_compat.array_namespace(t)
     if xp.isdtype(t.dtype, ("integral", "bool")):
         return "labels"
-    if not xp.isdtype(t.dtype, "real floating") or _numel(t) == 0:
+    if not xp.isdtype(t.dtype, "real floating") or math.prod(t.shape) == 0:
         return None
     if bool(xp.all((t == 0) | (t == 1))):
         if t.ndim == 2 and t.shape[1] > 1 and not bool(xp.all(xp.sum(t, axis=1) == 1)):

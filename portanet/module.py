@@ -319,8 +319,10 @@ class Module:
         return summary(self, input_shape, print_fn)
 
     def _param_dtype(self):
+        """The float dtype this module computes in: its first float parameter's, else float32."""
         for p in self.parameters():
-            return p.data.dtype
+            if self._device.is_float(p.data.dtype):
+                return p.data.dtype
         return self._device.dtype("float32")
 
 
@@ -340,32 +342,13 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential takes portanet Modules; item {i} is {type(layer).__name__}")
         if device is None:
-            seen = {layer.device for layer in layers if layer.parameters()} or {layer.device for layer in layers}
-            if len(seen) > 1:
-                where = ", ".join(f"{i}: {layer.device}" for i, layer in enumerate(layers))
-                raise ValueError(f"Sequential's layers are on different devices ({where}): "
-                                 "pass device= to Sequential to put them all in one place")
-            device = next(iter(seen)) if seen else None
+            device = common_device(layers, type(self).__name__, "layers")
         super().__init__(device)
         for i, layer in enumerate(layers):
             setattr(self, str(i), layer)
-        self._refuse_repeats()
+        refuse_repeats(self)
         self.layers = list(layers)
         self.to(self._device)
-
-    def _refuse_repeats(self):
-        """A layer keeps what its forward saw for its backward, so one object run twice in a forward pass would
-        backpropagate through its second run only (and a shared weight would be counted twice by optimizers)."""
-        first = {}
-        for name, m in self.named_modules():
-            if m is self:
-                continue
-            if id(m) in first:
-                kind = type(m).__name__
-                raise ValueError(f"Sequential got one {kind} object at '{first[id(m)]}' and again at '{name}': a "
-                                 f"portanet layer keeps its forward's values for backward, so each place needs its own "
-                                 f"layer: create a new {kind}(...) for each (copy.deepcopy copies one with its weights)")
-            first[id(m)] = name
 
     def __getitem__(self, i):
         return self.layers[i]
@@ -432,6 +415,33 @@ class Sequential(Module):
         return f"Sequential(\n  {inner}\n)"
 
 
+def common_device(modules, owner, what):
+    """The device a container's ``modules`` (its layers or branches) agree on: that of those with parameters, else
+    of all; None for no modules. ValueError naming each one's device and the fix (``device=``) when they differ."""
+    seen = {m.device for m in modules if m.parameters()} or {m.device for m in modules}
+    if len(seen) > 1:
+        where = ", ".join(f"{i}: {m.device}" for i, m in enumerate(modules))
+        raise ValueError(f"{owner}'s {what} are on different devices ({where}): pass device= to {owner} to put them "
+                         "all in one place")
+    return next(iter(seen)) if seen else None
+
+
+def refuse_repeats(container):
+    """A layer keeps what its forward saw for its backward, so one object in two places of a container would
+    backpropagate through its last run only (and a shared weight would be counted twice by optimizers)."""
+    first = {}
+    for name, m in container.named_modules():
+        if m is container:
+            continue
+        if id(m) in first:
+            kind = type(m).__name__
+            raise ValueError(f"{type(container).__name__} got one {kind} object at '{first[id(m)]}' and again at "
+                             f"'{name}': a portanet layer keeps its forward's values for backward, so each place "
+                             f"needs its own layer: create a new {kind}(...) for each (copy.deepcopy copies one "
+                             "with its weights)")
+        first[id(m)] = name
+
+
 def _torch_hint(state, transposed=False) -> str:
     """A PyTorch state_dict given to load_state_dict fails on its transposed Linear weights, its BatchNorm counts or
     its tensors: say where it loads instead."""
@@ -488,12 +498,17 @@ def check_gradient(module, dy, out, where, whose="the model's"):
     return dy
 
 
+def empty_batch(layer, x) -> ShapeError:
+    """The error for a batch of no samples given to ``layer`` (check_features, the window layers' check_images)."""
+    return ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one sample; "
+                      "check the slicing or the DataLoader's drop_last")
+
+
 def check_features(layer, x, expected: int, what: str = "features"):
     """Shared check for layers that take (batch, features) input. The fix in the message follows from the
     shape: an input whose whole size is one sample's features is that sample without its batch axis."""
     if x.ndim == 2 and x.shape[0] == 0:
-        raise ShapeError(f"{layer!r} got an empty batch (shape {tuple(x.shape)}): batches need at least one "
-                         "sample; check the slicing or the DataLoader's drop_last")
+        raise empty_batch(layer, x)
     if x.ndim == 2 and x.shape[1] == expected:
         return
     shape = tuple(x.shape)

@@ -256,7 +256,11 @@ def test_containers_refuse_one_layer_in_two_places_and_mixed_devices():
         pn.Concat(d, d)
     with pytest.raises(ValueError, match="one Dense object at '0' and again at '1.0'"):
         pn.Sequential(d, pn.Residual(d))
+    with pytest.raises(ValueError, match="Residual got one Dense object at '0' and again at 'shortcut'"):
+        pn.Residual(d, shortcut=d)
     with pytest.raises(ValueError, match="different devices"):
         pn.Concat(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"))
+    with pytest.raises(ValueError, match=r"Residual's layers are on different devices \(0: cpu, 1: strict:device1\)"):
+        pn.Residual(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"))
     moved = pn.Concat(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"), device="torch:cpu")
     assert all(m.device == pn.device("torch:cpu") for m in moved.modules())

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..backends.kernels import REFUSALS
 from ..errors import ShapeError
 from .._numbers import is_int
-from ..module import check_float
+from ..module import check_float, empty_batch
 
 
 def pair(value, name, owner, minimum):
@@ -45,8 +45,7 @@ def check_images(layer, x, dtype, channels=None):
             fix = "give it a batch of images"
         raise ShapeError(f"{layer!r} got input of shape {shape}; it expects (batch, channels, height, width): {fix}")
     if shape[0] == 0:
-        raise ShapeError(f"{layer!r} got an empty batch (shape {shape}): batches need at least one sample; check "
-                         "the slicing or the DataLoader's drop_last")
+        raise empty_batch(layer, x)
     if channels is not None and shape[1] != channels:
         if shape[3] == channels:
             raise ShapeError(f"{layer!r} got input of shape {shape}, with {shape[1]} channels on axis 1; the layout "

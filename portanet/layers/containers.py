@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import ShapeError
 from .._numbers import is_int
-from ..module import Module, Sequential
+from ..module import Module, Sequential, common_device, refuse_repeats
 
 
 class Residual(Sequential):
@@ -34,7 +34,7 @@ class Residual(Sequential):
                 raise ValueError(f"Residual's layers are on {self.device} but its shortcut on {shortcut.device}: "
                                  "pass device= to Residual to put them all in one place")
             self.shortcut = shortcut
-            self._refuse_repeats()
+            refuse_repeats(self)
             if device is None and shortcut.parameters() and not any(layer.parameters() for layer in self.layers):
                 super().to(shortcut.device)         # the shortcut's weights decide, as a layer's would
             shortcut.to(self._device)
@@ -99,16 +99,11 @@ class Concat(Module):
         if not is_int(axis) or axis == 0:
             raise ValueError(f"Concat joins along a non-batch axis (an int other than 0), got axis={axis!r}")
         if device is None:
-            seen = {b.device for b in branches if b.parameters()} or {b.device for b in branches}
-            if len(seen) > 1:
-                where = ", ".join(f"{i}: {b.device}" for i, b in enumerate(branches))
-                raise ValueError(f"Concat's branches are on different devices ({where}): pass device= to Concat "
-                                 "to put them all in one place")
-            device = next(iter(seen))
+            device = common_device(branches, "Concat", "branches")
         super().__init__(device)
         for i, b in enumerate(branches):
             setattr(self, str(i), b)
-        _refuse_repeats(self)
+        refuse_repeats(self)
         self.branches = list(branches)
         self.axis = int(axis)
         self._sizes = None
@@ -159,18 +154,3 @@ class Concat(Module):
         tail = f",\n  axis={self.axis}" if self.axis != 1 else ""
         return f"Concat(\n  {inner}{tail}\n)"
 
-
-def _refuse_repeats(container):
-    """One layer object in two places would backpropagate through its last run only (its forward's values are
-    kept for backward), and a shared weight would be counted twice by optimizers."""
-    first = {}
-    for name, m in container.named_modules():
-        if m is container:
-            continue
-        if id(m) in first:
-            kind = type(m).__name__
-            raise ValueError(f"{type(container).__name__} got one {kind} object at '{first[id(m)]}' and again at "
-                             f"'{name}': a portanet layer keeps its forward's values for backward, so each place "
-                             f"needs its own layer: create a new {kind}(...) for each (copy.deepcopy copies one "
-                             "with its weights)")
-        first[id(m)] = name

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from .. import init as initializers
-from .._numbers import is_int
 from ..module import Module, Parameter
 from . import _windows
+from .dense import _positive
 
 
 class Conv2d(Module):
@@ -34,14 +34,13 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, init=None,
                  device=None, dtype=None, seed=None):
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not is_int(v) or v <= 0:
-                raise ValueError(f"Conv2d needs {name} to be a positive int, got {v!r}")
+        in_channels = _positive("in_channels", in_channels, "Conv2d")
+        out_channels = _positive("out_channels", out_channels, "Conv2d")
         kernel = _windows.pair(kernel_size, "kernel_size", "Conv2d", 1)
         stride = _windows.pair(stride, "stride", "Conv2d", 1)
         padding = _windows.pair(padding, "padding", "Conv2d", 0)
         super().__init__(device)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel, stride, padding
         dt = self._device.dtype(dtype)
         draw = initializers.get(init or "glorot_uniform")

@@ -7,6 +7,15 @@ from ..module import Module, check_float
 from . import _windows
 
 
+def _check_input(layer, x):
+    """x must be a non-empty (batch, channels, H, W) batch of floats, of any float dtype (pooling has no weights to
+    match). ShapeError / TypeError naming the fix otherwise."""
+    if x.ndim != 4 or x.shape[0] == 0:
+        _windows.check_images(layer, x, x.dtype)
+    if not layer._device.is_float(x.dtype):
+        check_float(layer, x, layer._device.dtype("float32"))
+
+
 class _Pool2d(Module):
     """kernel_size, stride (default: kernel_size) and padding as PyTorch's MaxPool2d / AvgPool2d: an int or a
     (height, width) pair, padding at most half the kernel; output size floor((H + 2p - k) / s) + 1."""
@@ -30,10 +39,7 @@ class _Pool2d(Module):
 
     def _prepare(self, x):
         """Check x; keep the output's (shape, dtype) for backward's check of dy; return the output size (H', W')."""
-        if x.ndim != 4 or x.shape[0] == 0:
-            _windows.check_images(self, x, x.dtype)
-        if not self._device.is_float(x.dtype):
-            check_float(self, x, self._device.dtype("float32"))
+        _check_input(self, x)
         out = _windows.out_size(self, x, self.kernel_size, self.stride, self.padding)
         self._out = ((x.shape[0], x.shape[1], *out), x.dtype)
         return out
@@ -165,10 +171,7 @@ class GlobalAvgPool2d(Module):
         self._saved = None
 
     def forward(self, x):
-        if x.ndim != 4 or x.shape[0] == 0:
-            _windows.check_images(self, x, x.dtype)
-        if not self._device.is_float(x.dtype):
-            check_float(self, x, self._device.dtype("float32"))
+        _check_input(self, x)
         if x.shape[2] * x.shape[3] == 0:
             raise ShapeError(f"{self!r} got images of size 0 (input shape {tuple(x.shape)}): there is nothing to "
                              "average; check the layers before it")

@@ -1,10 +1,9 @@
 """Gradient clipping, computed on the device (no host round trip)."""
 from __future__ import annotations
 
-from numbers import Real
-
 import array_api_compat
 
+from .._numbers import is_real
 from ..errors import NonFiniteError
 from ..module import Parameter
 
@@ -33,7 +32,7 @@ def clip_grad_norm(parameters, max_norm, eps=1e-6, error_if_nonfinite=False):
     if isinstance(parameters, Parameter):
         parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not isinstance(max_norm, Real) or isinstance(max_norm, bool) or not max_norm > 0:
+    if not is_real(max_norm) or not max_norm > 0:
         raise ValueError(f"clip_grad_norm max_norm must be a positive number, got {max_norm!r}")
     max_norm = float(max_norm)
     if not grads:

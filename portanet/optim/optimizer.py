@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import math
 
 from .. import devices
+from .._numbers import is_real
 from .._words import a
 from ..errors import CheckpointError, DeviceMismatchError, NotFittedError
 from ..module import Parameter
@@ -257,37 +259,35 @@ class Optimizer:
         return f"{type(self).__name__}({opts})"
 
 
+NON_NEGATIVE = ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value")
+FRACTIONS = ("alpha", "dampening")
+OPTIONS = NON_NEGATIVE + FRACTIONS + ("betas",)     # what check_options checks (ParamGroup: on every set)
+
+
 def check_options(name, opts):
     """Refuse what PyTorch refuses (and NaN or infinite values, which would train to NaN), taking any real
     number (NumPy's too); store the numbers as Python floats, and betas as a tuple, in ``opts`` itself."""
-    import math
-
-    from .._numbers import is_real as _is_real
 
     def number(key, ok, want):
         v = opts[key]
-        if not _is_real(v) or not math.isfinite(v) or not ok(v):
+        if not is_real(v) or not math.isfinite(v) or not ok(v):
             raise ValueError(f"{name} {key} must be {want}, got {v!r}")
         opts[key] = float(v)
 
-    for key in ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value"):
+    for key in NON_NEGATIVE:
         if key in opts:
             number(key, lambda v: v >= 0, "a finite non-negative number")
-    for key in ("alpha", "dampening"):
+    for key in FRACTIONS:
         if key in opts:
             number(key, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
     if "betas" in opts:
         b = opts["betas"]
-        if _is_real(b) or not isinstance(b, (tuple, list)):
+        if is_real(b) or not isinstance(b, (tuple, list)):
             raise ValueError(f"{name} betas must be a pair (beta1, beta2) of numbers in [0, 1), e.g. (0.9, 0.999), "
                              f"got {b!r}")
-        if len(b) != 2 or not all(_is_real(v) and 0.0 <= v < 1.0 for v in b):
+        if len(b) != 2 or not all(is_real(v) and 0.0 <= v < 1.0 for v in b):
             raise ValueError(f"{name} betas must be two numbers in [0, 1), got {b!r}")
         opts["betas"] = (float(b[0]), float(b[1]))
-
-
-OPTIONS = ("lr", "weight_decay", "eps", "momentum", "lr_decay", "initial_accumulator_value", "alpha", "dampening",
-           "betas")
 
 
 class ParamGroup(dict):
