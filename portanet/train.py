@@ -337,7 +337,7 @@ def _epochs(trainer, train_step, epochs, val_loader, fns, callbacks, keep_good):
             raise ValueError("the training loader yielded no batches")
         if isinstance(train_step, CapturedStep):
             train_step.release()                # step counts back on the host for the callbacks (checkpoints)
-            if train_step.failed is not None and not getattr(train_step, "told", False):
+            if train_step.failed is not None and not train_step.told:
                 trainer.log(f"capture: this step runs eagerly: {train_step.failed}")
                 train_step.told = True
         logs, bad = sums.read()

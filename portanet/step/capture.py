@@ -60,6 +60,7 @@ class CapturedStep:
         self.counters = [m for m in model.modules() if hasattr(m, "num_batches_tracked")]
         self.warm = 0
         self.failed = None          # why recording was given up (auto mode), or None
+        self.told = False           # whether fit has said so (once per fit)
         self._clear()
 
     def finish(self, out, yb):
