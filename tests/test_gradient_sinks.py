@@ -53,17 +53,22 @@ def _train(ctx, opts, use_fit, shared=False, epochs=3):
     opt = pn.optim.SGD(model.parameters(), lr=0.05, **opts)
     loss = pn.CrossEntropyLoss()
     loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, seed=2, device=ctx.spec, dtype=ctx.dtype_name)
+    fit_or_documented_loop(use_fit, model, loss, opt, loader, epochs)
+    return model, opt
+
+
+def fit_or_documented_loop(use_fit, model, loss, opt, loader, epochs):
+    """``epochs`` epochs of pn.fit (use_fit), or of the loop README documents: zero_grad, backward, step."""
     if use_fit:
         pn.fit(model, loss, opt, loader, epochs=epochs, metrics=(), verbose=0)
-    else:
-        for epoch in range(epochs):
-            loader.set_epoch(epoch)
-            for xb, yb in loader:
-                loss.forward(model.forward(xb), yb)
-                opt.zero_grad()
-                model.backward(loss.backward(), input_grad=False)
-                opt.step()
-    return model, opt
+        return
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for xb, yb in loader:
+            loss.forward(model.forward(xb), yb)
+            opt.zero_grad()
+            model.backward(loss.backward(), input_grad=False)
+            opt.step()
 
 
 def _armed(opt):
