@@ -23,7 +23,7 @@ mirrored shirt is still a shirt; the test images are left as they are). Images g
 first. The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_data_dir, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
+from _cli import add_data_dir, add_run_options, parser, positive_int, report, resume, start
 
 
 def parse(argv=None):
@@ -62,12 +62,7 @@ def build(device, widths=(32, 64, 128), blocks=(2, 2, 1)):
 
 def main(argv=None):
     args = parse(argv)
-    if args.plot:
-        matplotlib_or_exit("--plot")
-    device = setup(args)
-    (x, y), (xt, yt), _ = load_images("fashion-mnist", args.data_dir)
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    device, (x, y), (xt, yt), _ = start(args, "fashion-mnist")
     model = build(device)
     if args.verbose:
         model.summary((1, 28, 28))

@@ -201,8 +201,7 @@ def test_help_is_whole_sentences_with_defaults(script):
     assert " ".join(doc.split()) in " ".join(usage.split()) and "(default: cpu)" in usage
 
 
-@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_classic.py", "mnist_cnn.py", "fashion_resnet.py",
-                                    "iris_neuron.py", "logic_gates.py", "curve_fit.py"])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_unknown_device_is_one_clear_line(script):
     r = subprocess.run([sys.executable, ROOT / "examples" / script, "--device", "tpu"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
@@ -210,7 +209,7 @@ def test_unknown_device_is_one_clear_line(script):
     assert r.stderr.startswith("error: unknown device 'tpu'") and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_cnn.py", "fashion_resnet.py"])
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_cnn.py", "fashion_resnet.py", "mnist_classic.py"])
 @pytest.mark.parametrize("value", ["0", "-5", "ten"])
 def test_limit_takes_a_positive_count(script, value, capsys):
     """--limit 0 trained on all 60000 images and --limit -5 on all but the last five: argparse refuses both."""
