@@ -145,8 +145,13 @@ def test_habits_that_cannot_work_get_a_short_portanet_error(call, exc, pattern):
 
 
 # -- the loss's value is not a gradient -----------------------------------------------------------------------------
-def _step(ctx):
-    model, _ = make(ctx)
+def _step(ctx, alone=False):
+    """A model (make's Sequential, or a Dense(2, 3) alone), its loss and the loss's value on 8 samples."""
+    if alone:
+        pn.seed(0)
+        model = pn.Dense(2, 3, device=ctx.device, dtype=ctx.dtype_name)
+    else:
+        model, _ = make(ctx)
     loss_fn = pn.CrossEntropyLoss()
     x, y = blobs(8)
     loss = loss_fn(model(ctx.asarray(x)), ctx.asarray(y))
@@ -203,14 +208,7 @@ NOT_A_GRADIENT = [
 @pytest.mark.parametrize("case", NOT_A_GRADIENT, ids=[c[0] for c in NOT_A_GRADIENT])
 def test_backward_of_what_is_not_a_gradient_names_the_expected_array_and_the_fix(ctx, case, alone):
     name, make_dy, exc, pattern = case
-    if alone:
-        pn.seed(0)
-        model = pn.Dense(2, 3, device=ctx.device, dtype=ctx.dtype_name)
-    else:
-        model, _ = make(ctx)
-    loss_fn = pn.CrossEntropyLoss()
-    x, y = blobs(8)
-    loss = loss_fn(model(ctx.asarray(x)), ctx.asarray(y))
+    model, loss_fn, loss = _step(ctx, alone)
     expected = (rf"takes dL/d\(output\), an array shaped like (the model's|its) output \(8, 3\) \(batch, \.\.\.\) on "
                 rf"{ctx.device} in {ctx.dtype_name}.*model.backward\(loss_fn.backward\(\)\)")
     with pytest.raises(exc, match=pattern) as info:
