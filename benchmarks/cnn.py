@@ -13,7 +13,7 @@ import numpy as np
 
 import portanet as pn
 
-LR, MOMENTUM = 0.01, 0.9
+LR, MOMENTUM, BATCH = 0.01, 0.9, 128
 
 
 def portanet_cnn(x, y, xt, yt, batch, seed=0):
@@ -93,20 +93,10 @@ def gemm_bound(n, batch):
     return epoch
 
 
-def row(x, y, xt, yt, epochs, images, interleave, batch=128):
-    """Print row (i): median seconds per epoch of ``images`` images and the medians of the per-round ratios; then the
-    same ratios over the rounds whose GEMMs ran within 10% of their fastest (outside the shared machine's slow
-    spells, as for row (a-c))."""
-    x, y = x[:images], y[:images]
-    ep, acc_pn, model = portanet_cnn(x, y, xt, yt, batch)
-    tep, acc_t = torch_cnn(x, y, xt, yt, batch, model)
-    med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(len(x), batch)}, epochs)
-    print(f"{f'(i) CNN, batch {batch}, {len(x)} images':34s}  portanet {med['portanet']:6.3f}s  pytorch "
-          f"{med['pytorch']:6.3f}s  ratio {med.ratio('portanet', 'pytorch'):.2f}  gemm-bound {med['gemm']:6.3f}s  "
-          f"ratio {med.ratio('portanet', 'gemm'):.2f}  | test acc portanet {100 * acc_pn():.2f}% "
-          f"pytorch {100 * acc_t():.2f}%", flush=True)
-    quiet = med.quiet_rounds()
-    print(f"{'(i) rounds outside slow spells':34s}  {len(quiet)} of {len(med.times['gemm']) - 1} rounds had the GEMMs "
-          f"within 10% of their fastest: portanet/pytorch {med.ratio('portanet', 'pytorch', quiet):.2f}  "
-          f"portanet/gemm-bound {med.ratio('portanet', 'gemm', quiet):.2f}", flush=True)
-    return med
+def measure(x, y, xt, yt, epochs, interleave):
+    """Row (i): portanet, PyTorch and the bare GEMMs on the training images ``x``, taking turns epoch by epoch
+    (run.py's ``interleave``). Returns (its Timings, portanet's test accuracy, PyTorch's)."""
+    ep, acc_pn, model = portanet_cnn(x, y, xt, yt, BATCH)
+    tep, acc_t = torch_cnn(x, y, xt, yt, BATCH, model)
+    med = interleave({"portanet": ep, "pytorch": tep, "gemm": gemm_bound(len(x), BATCH)}, epochs)
+    return med, acc_pn(), acc_t()

@@ -259,6 +259,15 @@ def row(title, med, extra=""):
     print("  ".join(cols) + extra, flush=True)
 
 
+def quiet_row(label, med):
+    """The ratios over the rounds whose bare GEMMs ran within 10% of their fastest (outside the shared machine's
+    slow spells)."""
+    quiet = med.quiet_rounds()
+    print(f"{label + ' rounds outside slow spells':34s}  {len(quiet)} of {len(med.times['gemm']) - 1} rounds had the "
+          f"GEMMs within 10% of their fastest: portanet/pytorch {med.ratio('portanet', 'pytorch', quiet):.2f}  "
+          f"portanet/gemm-bound {med.ratio('portanet', 'gemm', quiet):.2f}", flush=True)
+
+
 def peak_rss(cmd):
     out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     for line in out.stderr.splitlines():
@@ -299,10 +308,7 @@ def main():
                      args.epochs)
     row("(a-c) 784-256-256-10, batch 128", med,
         f"  | test acc portanet {100 * acc_pn():.2f}% pytorch {100 * acc_t():.2f}%")
-    quiet = med.quiet_rounds()
-    print(f"{'(a-c) rounds outside slow spells':34s}  {len(quiet)} of {len(med.times['gemm']) - 1} rounds had the "
-          f"GEMMs within 10% of their fastest: portanet/pytorch {med.ratio('portanet', 'pytorch', quiet):.2f}  "
-          f"portanet/gemm-bound {med.ratio('portanet', 'gemm', quiet):.2f}", flush=True)
+    quiet_row("(a-c)", med)
     print(f"{'(a-c) PyTorch in its own process':34s}  pytorch {med['own']:6.3f}s  portanet/pytorch "
           f"{med.ratio('portanet', 'own'):.2f}  (glibc's default allocator, as a user runs it; "
           f"test acc {100 * own.accuracy():.2f}%)", flush=True)
@@ -322,30 +328,30 @@ def main():
     med = interleave({"portanet": ep, "hand": hand}, args.epochs)
     print(f"{'(f) fit+DataLoader vs hand-sliced':34s}  fit {med['portanet']:6.3f}s  hand-sliced {med['hand']:6.3f}s  "
           f"ratio {med.ratio('portanet', 'hand'):.3f}", flush=True)
-    if args.device == "cpu":
-        ep, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, "torch:cpu")
-        tep, _ = torch_eager(x, y, xt, yt, 256, 2, 128)
-        med = interleave({"portanet": ep, "pytorch": tep}, max(3, args.epochs // 2))
-        print(f"{'(h) portanet on torch:cpu':34s}  portanet {med['portanet']:6.3f}s  pytorch {med['pytorch']:6.3f}s  "
-              f"ratio {med.ratio('portanet', 'pytorch'):.2f}", flush=True)
-        if os.path.exists("/usr/bin/time") and name == "Fashion-MNIST":
-            root = os.path.dirname(HERE)
-            a = peak_rss([sys.executable, os.path.join(root, "examples/mnist_mlp.py"), "--dataset", "fashion-mnist",
-                          "--epochs", "1", "--verbose", "0"])
-            b = peak_rss([sys.executable, os.path.join(HERE, "pytorch_mlp.py"), "--epochs", "1"])
-            print(f"{'(g) peak RSS, one epoch':34s}  portanet {a:6.0f} MiB  pytorch {b:6.0f} MiB  ratio {a / b:.2f}")
-        cnn_row(x, y, xt, yt, args)
+    ep, _, _ = portanet_fit(x, y, xt, yt, 256, 2, 128, "torch:cpu")
+    tep, _ = torch_eager(x, y, xt, yt, 256, 2, 128)
+    med = interleave({"portanet": ep, "pytorch": tep}, max(3, args.epochs // 2))
+    print(f"{'(h) portanet on torch:cpu':34s}  portanet {med['portanet']:6.3f}s  pytorch {med['pytorch']:6.3f}s  "
+          f"ratio {med.ratio('portanet', 'pytorch'):.2f}", flush=True)
+    if os.path.exists("/usr/bin/time") and name == "Fashion-MNIST":
+        root = os.path.dirname(HERE)
+        a = peak_rss([sys.executable, os.path.join(root, "examples/mnist_mlp.py"), "--dataset", "fashion-mnist",
+                      "--epochs", "1", "--verbose", "0"])
+        b = peak_rss([sys.executable, os.path.join(HERE, "pytorch_mlp.py"), "--epochs", "1"])
+        print(f"{'(g) peak RSS, one epoch':34s}  portanet {a:6.0f} MiB  pytorch {b:6.0f} MiB  ratio {a / b:.2f}")
+    cnn_row(x, y, xt, yt, args)
 
 
 def cnn_row(x, y, xt, yt, args):
-    """Row (i), the CNN of benchmarks/cnn.py, on the CPU."""
+    """Row (i), the CNN of benchmarks/cnn.py (the NumPy path's im2col, pooling and GEMMs)."""
     sys.path.insert(0, HERE)
     import cnn
 
-    if args.device != "cpu":
-        print("(i) CNN: CPU only (it measures the NumPy path's im2col, pooling and GEMMs)")
-        return
-    cnn.row(x, y, xt, yt, max(3, args.epochs), args.cnn_images, interleave)
+    x, y = x[:args.cnn_images], y[:args.cnn_images]
+    med, acc_pn, acc_t = cnn.measure(x, y, xt, yt, max(3, args.epochs), interleave)
+    row(f"(i) CNN, batch {cnn.BATCH}, {len(x)} images", med,
+        f"  | test acc portanet {100 * acc_pn:.2f}% pytorch {100 * acc_t:.2f}%")
+    quiet_row("(i)", med)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def add_run_options(p, saved="the model and optimizer"):
     p.add_argument("--plot", default=None,
                    help="PNG file to write the loss and accuracy curves to (needs matplotlib: "
                         "pip install 'portanet[plot]').")
+    add_limit_and_verbose(p)
+
+
+def add_limit_and_verbose(p):
+    """--limit and --verbose, for every example that trains on the 28x28 image sets."""
     p.add_argument("--limit", type=positive_int, default=None,
                    help="Train on the first N training images only, for quick runs.")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
@@ -101,6 +106,19 @@ def setup(args):
         sys.exit(f"error: {e}")
     pn.seed(args.seed)
     return device
+
+
+def start(args, dataset):
+    """What the image examples do before they build a model: stop at once when --plot asks for a plot that could not
+    be drawn, resolve --device and seed (setup), load ``dataset`` (load_images) and keep the first --limit training
+    images. Returns (device, (x, y), (xt, yt), the dataset's name)."""
+    if getattr(args, "plot", None):             # (mnist_classic.py has no --plot)
+        matplotlib_or_exit("--plot")
+    device = setup(args)
+    (x, y), (xt, yt), name = load_images(dataset, args.data_dir)
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    return device, (x, y), (xt, yt), name
 
 
 def load_images(dataset, data_dir):

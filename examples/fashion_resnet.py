@@ -4,16 +4,17 @@ print its test accuracy.
 
     python examples/fashion_resnet.py --epochs 15 --device cpu
 
-The network: a 3x3 stem convolution to 32 channels and a 2x2 max pooling (the stem of He et al. 2016, "Deep
-Residual Learning for Image Recognition", at MNIST's scale), then three stages at 14x14, 7x7 and 4x4 with 32, 64
-and 128 channels, of 2, 2 and 1 basic blocks, ReLU(x + BN(conv(ReLU(BN(conv(x)))))), as in that paper. Between
-stages a strided 3x3 convolution with BatchNorm and ReLU halves the size and doubles the channels, between the
-blocks as in a plain network (the paper's downsampling blocks project their skip path instead, which
-``Residual(..., shortcut=Conv2d(cin, cout, 1, stride=2))`` builds; this network was measured as it is). Then GlobalAvgPool2d and one Dense layer to the 10 classes: 0.57 M parameters. The
-convolutions have no bias (the BatchNorm after each adds one) and start with He's normal initialisation, the rule
-for ReLU networks. The sizes suit a 2-core CPU: no stage runs at 28x28 beyond the stem, and at batch 128 every
-convolution's im2col columns stay under 32 MiB, the largest block glibc keeps in its heap (a larger one is
-mapped afresh on every step, page by page, which costs more than the convolution's GEMM).
+The network: a 3x3 stem convolution to 32 channels and a 2x2 max pooling (the stem of He et al. 2016, "Deep Residual
+Learning for Image Recognition", at MNIST's scale), then three stages at 14x14, 7x7 and 4x4 with 32, 64 and 128
+channels, of 2, 2 and 1 basic blocks, ReLU(x + BN(conv(ReLU(BN(conv(x)))))), as in that paper. Between stages a
+strided 3x3 convolution with BatchNorm and ReLU halves the size and doubles the channels, between the blocks as in a
+plain network (the paper's downsampling blocks project their skip path instead, which
+``Residual(..., shortcut=Conv2d(cin, cout, 1, stride=2))`` builds; this network was measured as it is). Then
+GlobalAvgPool2d and one Dense layer to the 10 classes: 0.57 M parameters. The convolutions have no bias (the
+BatchNorm after each adds one) and start with He's normal initialisation, the rule for ReLU networks. The sizes suit
+a 2-core CPU: no stage runs at 28x28 beyond the stem, and at batch 128 every convolution's im2col columns stay under
+32 MiB, the largest block glibc keeps in its heap (a larger one is mapped afresh on every step, page by page, which
+costs more than the convolution's GEMM).
 
 Training, the practice of the CIFAR ResNets scaled to 15 epochs: SGD with Nesterov momentum 0.9, learning rate 0.1
 annealed to zero by a cosine over the epochs (Loshchilov and Hutter, SGDR; stepped once per epoch), weight decay
@@ -23,7 +24,7 @@ mirrored shirt is still a shirt; the test images are left as they are). Images g
 first. The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_data_dir, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
+from _cli import add_data_dir, add_run_options, parser, positive_int, report, resume, start
 
 
 def parse(argv=None):
@@ -62,12 +63,7 @@ def build(device, widths=(32, 64, 128), blocks=(2, 2, 1)):
 
 def main(argv=None):
     args = parse(argv)
-    if args.plot:
-        matplotlib_or_exit("--plot")
-    device = setup(args)
-    (x, y), (xt, yt), _ = load_images("fashion-mnist", args.data_dir)
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    device, (x, y), (xt, yt), _ = start(args, "fashion-mnist")
     model = build(device)
     if args.verbose:
         model.summary((1, 28, 28))

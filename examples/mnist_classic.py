@@ -9,7 +9,7 @@ on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
 
 import portanet as pn
-from _cli import add_dataset_options, load_images, parser, positive_int, setup
+from _cli import add_dataset_options, add_limit_and_verbose, parser, positive_int, start
 
 
 def main(argv=None):
@@ -18,16 +18,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=1000, help="Training samples per step.")
     p.add_argument("--lr", type=float, default=2.0,
                    help="The textbook's eta, for its cost (half the squared error summed over the 10 outputs).")
-    p.add_argument("--limit", type=int, default=None,
-                   help="Train on the first N training images only, for quick runs.")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="1: a progress bar on a terminal, one line per epoch elsewhere; 2: one line per epoch; "
-                        "0: only the result.")
+    add_limit_and_verbose(p)
     args = p.parse_args(argv)
-    device = setup(args)
-    (x, y), (xt, yt), _ = load_images(args.dataset, args.data_dir)
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    device, (x, y), (xt, yt), _ = start(args, args.dataset)
     # one-hot float targets for MSE: the network regresses the 10 indicator outputs
     onehot, onehot_t = pn.one_hot(y, 10), pn.one_hot(yt, 10)
     model = pn.Sequential(pn.Flatten(), pn.Dense(784, 100), pn.Sigmoid(), pn.Dense(100, 10), pn.Sigmoid(),

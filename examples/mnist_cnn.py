@@ -11,7 +11,7 @@ MNIST is found or can be downloaded, else on Fashion-MNIST (saying so on stderr)
 `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
+from _cli import add_dataset_options, add_run_options, parser, positive_int, report, resume, start
 
 
 def parse(argv=None):
@@ -31,12 +31,7 @@ def build(device):
 
 def main(argv=None):
     args = parse(argv)
-    if args.plot:
-        matplotlib_or_exit("--plot")
-    device = setup(args)
-    (x, y), (xt, yt), dataset = load_images(args.dataset, args.data_dir)
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    device, (x, y), (xt, yt), dataset = start(args, args.dataset)
     model = build(device)
     if args.verbose:
         model.summary((1, 28, 28))

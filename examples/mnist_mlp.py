@@ -7,7 +7,7 @@ Without --dataset it trains on MNIST when MNIST is found or can be downloaded, e
 on stderr). The last line printed is exactly `test accuracy: NN.NN%`.
 """
 import portanet as pn
-from _cli import add_dataset_options, add_run_options, load_images, matplotlib_or_exit, parser, positive_int, report, resume, setup
+from _cli import add_dataset_options, add_run_options, parser, positive_int, report, resume, start
 
 
 def parse(argv=None):
@@ -29,12 +29,7 @@ def build(device):
 
 def main(argv=None):
     args = parse(argv)
-    if args.plot:
-        matplotlib_or_exit("--plot")
-    device = setup(args)
-    (x, y), (xt, yt), dataset = load_images(args.dataset, args.data_dir)
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    device, (x, y), (xt, yt), dataset = start(args, args.dataset)
     model = build(device)
     lr = args.lr or (1e-3 if args.optimizer == "adam" else 0.05)
     opt = (pn.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"

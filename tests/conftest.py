@@ -9,6 +9,7 @@ import pytest
 
 import portanet as pn
 from portanet import backends
+from portanet.backends import kernels
 
 
 class Ctx:
@@ -88,3 +89,16 @@ def ctx64(request):
 def _fresh_seed():
     pn.seed(1234)
     yield
+
+
+@pytest.fixture
+def standard_code():
+    """``standard_code(fn)``: fn() with every backend's kernels off (kernels.set_enabled(False)), so the standard
+    Array API code runs; the kernels are always turned back on."""
+    def run(fn):
+        kernels.set_enabled(False)
+        try:
+            return fn()
+        finally:
+            kernels.set_enabled(True)
+    return run

@@ -41,10 +41,11 @@ def _model_on(spec):
     return model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1)
 
 
-def fit_with(loader_kwargs=None, model=None, **fit_kwargs):
+def fit_with(loader_kwargs=None, model=None, y=None, **fit_kwargs):
+    """fit on zeros (8 samples of 2 features, or one per target of ``y``) in batches of 4."""
     model = model or pn.Sequential(pn.Dense(2, 3))
-    x = np.zeros((8, 2), F32)
-    y = np.zeros(8, np.int64)
+    y = np.zeros(8, np.int64) if y is None else y
+    x = np.zeros((len(y), 2), F32)
     loader = pn.DataLoader(x, y, batch_size=4, **(loader_kwargs or {}))
     pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0, **fit_kwargs)
 
@@ -185,7 +186,8 @@ CASES = [
      r"class probabilities in \[0, 1\].*the batch's targets hold a negative one \(min -0\.5\).*sum to 1"),
     ("probabilities above 1", lambda t: ce(np.zeros((2, 2), F32), np.array([[2.0, 0.0], [0.0, 1.0]], F32)),
      ValueError, r"class probabilities in \[0, 1\].*one above 1 \(max 2\).*y / y.sum\(1, keepdims=True\)"),
-    ("probabilities above 1 in a later batch of fit", lambda t: _fit_probabilities([[0.5, 0.5]] * 6 + [[0.0, 2.0]] * 2),
+    ("probabilities above 1 in a later batch of fit", lambda t: fit_with(
+        model=pn.Sequential(pn.Dense(2, 2)), y=np.array([[0.5, 0.5]] * 6 + [[0.0, 2.0]] * 2, F32)),
      ValueError, r"class probabilities in \[0, 1\].*the loader's targets hold one above 1 \(max 2\)"),
     ("probabilities of another dtype", lambda t: ce(np.zeros((2, 2), F32), np.zeros((2, 2))), TypeError,
      r"float64 probability targets: convert the targets to float32"),
@@ -279,7 +281,7 @@ CASES = [
     ("loss backward before forward", lambda t: pn.CrossEntropyLoss().backward(), pn.NotFittedError,
      r"call loss\(pred, target\) first"),
     # -- training -----------------------------------------------------------------------------------------------
-    ("labels beyond the model's outputs", lambda t: _fit_bad_labels(), ValueError,
+    ("labels beyond the model's outputs", lambda t: fit_with(y=np.array([0, 1, 2, 5, 0, 1])), ValueError,
      r"labels span \[0, 5\] but the model has 3 outputs"),
     ("negative epochs", lambda t: fit_with(epochs=-1), ValueError, r"epochs must be a non-negative int"),
     ("fit without a loss object", lambda t: pn.fit(pn.Dense(2, 2), "mse", None, None), TypeError,
@@ -337,18 +339,6 @@ CASES = [
      r"header promises 9 x 28 x 28 values"),
     ("truncated IDX", lambda t: read_idx(write_bad_idx(t, lambda b: b[:-100])), pn.DatasetError, r"is truncated"),
 ]
-
-
-def _fit_bad_labels():
-    model = pn.Sequential(pn.Dense(2, 3))
-    loader = pn.DataLoader(np.zeros((6, 2), F32), np.array([0, 1, 2, 5, 0, 1]), batch_size=3)
-    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
-
-
-def _fit_probabilities(rows):
-    model = pn.Sequential(pn.Dense(2, 2))
-    loader = pn.DataLoader(np.zeros((len(rows), 2), F32), np.array(rows, F32), batch_size=4)
-    pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1), loader, verbose=0)
 
 
 def _backward_of_loss_value():

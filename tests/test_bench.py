@@ -2,6 +2,7 @@
 here; speed targets live in the benchmark itself)."""
 import importlib.util
 import json
+import math
 import os
 import re
 import statistics
@@ -82,7 +83,7 @@ def test_issue12_bench_smoke_prints_its_table_on_host_devices(tmp_path):
             m = re.fullmatch(rf" *{NUMBER} +{NUMBER} +- +(\d+) +{NUMBER}(  .*)?", cells)
             assert m, cells
             us, per_eager, steps, fixed = float(m[1]), float(m[2]), int(m[3]), float(m[4])
-            assert steps == 40 and fixed == fixed and us == us
+            assert steps == 40 and math.isfinite(fixed) and math.isfinite(us)
             if name == "pytorch eager":
                 assert per_eager == 1.0
             if name == "portanet cpu eager":      # the rows where issue 12's eager targets are read

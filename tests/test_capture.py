@@ -15,6 +15,7 @@ import portanet as pn
 from portanet.backends.base import CaptureUnsupported, StepGraph
 from portanet.step import capture as capture_module
 
+from conftest import Ctx, _make
 from test_strict_device import ExitGuard
 
 
@@ -172,14 +173,14 @@ def test_the_stand_in_catches_a_count_baked_into_the_recording(monkeypatch, stan
     from portanet.step.flat import FlatGroup
 
     monkeypatch.setattr(FlatGroup, "counts_to_device", lambda self, optimizer: None)
-    ctx = type("Ctx", (), {"device": pn.device("cpu"), "dtype_name": "float32"})
+    ctx = Ctx("cpu", "float32")
     with pytest.raises(AssertionError, match="host state a CUDA graph would replay stale"):
         _run(ctx, "Adam", True, stand_in(), schedule=False)
 
 
 def test_a_recorded_step_never_leaves_device1(monkeypatch, stand_in):
     guard = ExitGuard(monkeypatch)
-    ctx = type("Ctx", (), {"device": pn.device("strict:device1"), "dtype_name": "float32"})
+    ctx = Ctx("strict:device1", "float32")
     model, _, _, graph = _run(ctx, "Adam", True, stand_in(), epochs=2)
     assert graph.replays >= 8 and guard.to_host_calls > 0
 
@@ -233,7 +234,7 @@ def test_a_recorded_torch_step_makes_no_tensor_from_host_values(monkeypatch, sta
     synchronises the stream, which a CUDA graph capture refuses; array-api-compat does it for every Python scalar
     given to maximum (ReLU's maximum(x, 0.0)). On torch:cpu the calls are what a CUDA capture would meet."""
     made = _spy_host_values(monkeypatch)
-    ctx = type("Ctx", (), {"device": pn.device("torch:cpu"), "dtype_name": "float32"})
+    ctx = Ctx("torch:cpu", "float32")
     _, _, _, graph = _run(ctx, opt_name, True, stand_in(), epochs=2)
     assert graph.recordings == 2 and made == []
 
@@ -314,8 +315,6 @@ GPU_CONFIGS = [("gpu", "float32"), ("torch:cuda", "float32"), ("torch:cuda", "fl
 
 @pytest.fixture(params=GPU_CONFIGS, ids=lambda c: f"{c[0]}-{c[1]}")
 def gpu_ctx(request):
-    from conftest import _make
-
     return _make(*request.param)
 
 
@@ -388,8 +387,6 @@ def test_dropout_in_a_cuda_graph(gpu_ctx, counted):
 def test_gpu_replays_survive_free_all_blocks():
     """On CuPy: the memory pool emptied (free_all_blocks) before every batch, between the replays of one recording,
     trains exactly as without it (a block the recording freed would otherwise go back to the driver)."""
-    from conftest import _make
-
     ctx = _make("gpu", "float32")
     import cupy
 
@@ -419,6 +416,7 @@ def test_gpu_replays_survive_free_all_blocks():
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_array_equal(ctx.host(p.data), ctx.host(q.data))
     assert hist["loss"] == ref_hist["loss"]
+
 
 # -- CupyStepGraph's memory, with a stand-in for CuPy (runs everywhere) ------------------------------------------------
 class _FakeCupy:

@@ -4,6 +4,7 @@ import numpy as np
 
 import portanet as pn
 from portanet.backends import kernels
+from test_gradient_sinks import fit_or_documented_loop
 from test_strict_device import DEVICE1, ExitGuard
 
 
@@ -48,16 +49,7 @@ def _train(use_fit, device="cpu", epochs=2):
     opt = pn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss = pn.CrossEntropyLoss()
     loader = pn.DataLoader(x, y, batch_size=16, shuffle=True, seed=2, device=device)
-    if use_fit:
-        pn.fit(model, loss, opt, loader, epochs=epochs, metrics=(), verbose=0)
-    else:
-        for epoch in range(epochs):
-            loader.set_epoch(epoch)
-            for xb, yb in loader:
-                loss.forward(model.forward(xb), yb)
-                opt.zero_grad()
-                model.backward(loss.backward(), input_grad=False)
-                opt.step()
+    fit_or_documented_loop(use_fit, model, loss, opt, loader, epochs)
     return model, opt
 
 

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 import portanet as pn
-from portanet.backends import kernels
 
 
 def _nested(device=None, dtype=None):
@@ -117,18 +116,15 @@ def test_concat_joins_features_along_the_last_axis(ctx):
     assert pn.Concat(pn.Dense(3, 4), pn.Dense(3, 2), axis=-1).extra_repr() == "axis=-1"
 
 
-def test_residual_fuses_dense_relu_pairs_as_sequential_does():
+def test_residual_fuses_dense_relu_pairs_as_sequential_does(standard_code):
     model = pn.Residual(pn.Dense(6, 6), pn.ReLU(), pn.Dense(6, 6))
     x = np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32)
     y, dx = model(x), model.backward(np.ones((4, 6), np.float32))
     grads = [np.array(p.grad) for p in model.parameters()]
     model.zero_grad()
-    kernels.set_enabled(False)
-    try:
-        np.testing.assert_array_equal(model(x), y)
-        np.testing.assert_array_equal(model.backward(np.ones((4, 6), np.float32)), dx)
-    finally:
-        kernels.set_enabled(True)
+    standard_y, standard_dx = standard_code(lambda: (model(x), model.backward(np.ones((4, 6), np.float32))))
+    np.testing.assert_array_equal(standard_y, y)
+    np.testing.assert_array_equal(standard_dx, dx)
     for p, g in zip(model.parameters(), grads):
         np.testing.assert_array_equal(p.grad, g)
     np.testing.assert_allclose(y, x + model.layers[2](model.layers[1](model.layers[0](x))), rtol=1e-6)

@@ -177,17 +177,6 @@ def test_permutations_are_permutations_and_uniform_over_positions():
     assert chi2 < 24.3                                                 # 7 degrees of freedom, p = 0.001
 
 
-def test_the_generator_protocol_as_the_device_test_uses_it():
-    g1, g2 = counter_rng.PhiloxGenerator(5), counter_rng.PhiloxGenerator(5)
-    for draw in (lambda g: g.normal((3, 4), F32), lambda g: g.uniform((5,), F32, -2.0, 3.0),
-                 lambda g: g.bernoulli((4, 4), 0.3, F32), lambda g: g.permutation(10)):
-        np.testing.assert_array_equal(draw(g1), draw(g2))
-    state = g1.get_state()
-    a = g1.normal((6,), F32)
-    g1.set_state(state)
-    np.testing.assert_array_equal(g1.normal((6,), F32), a)
-
-
 def test_bad_seeds_and_foreign_states_are_refused():
     for bad in (-1, 1.5, "3", True):
         with pytest.raises(ValueError, match="non-negative int seed"):

@@ -466,7 +466,7 @@ def test_matmul_plans_read_c_and_f_contiguous_operands_in_place(dtype, cublas_on
     assert ops == {(op_b, op_a) for op_b in (cublas.OP_N, cublas.OP_T) for op_a in (cublas.OP_N, cublas.OP_T)}
 
 
-def test_matmul_leaves_what_it_cannot_read_to_the_fallback(cublas_on_numpy):
+def test_matmul_leaves_what_it_cannot_read_to_the_fallback(cublas_on_numpy, standard_code):
     f = lambda a: FakeCupy.of(np.asarray(a))                                   # noqa: E731
     m = np.ones((4, 3), np.float32)
     for a, b in [(f(m), f(np.ones((3, 2)))),                                   # mixed dtypes
@@ -482,11 +482,8 @@ def test_matmul_leaves_what_it_cannot_read_to_the_fallback(cublas_on_numpy):
     fallback_calls = []
     matmul = cublas.make_matmul(lambda x1, x2: fallback_calls.append((x1, x2)) or "fallback")
     assert matmul(f(np.ones(3, np.float32)), f(np.ones((3, 2), np.float32))) == "fallback"
-    kernels.set_enabled(False)
-    try:
-        assert matmul(f(m), f(np.ones((3, 2), np.float32))) == "fallback"     # PORTANET_KERNELS=0: cupy's own
-    finally:
-        kernels.set_enabled(True)
+    # PORTANET_KERNELS=0: cupy's own
+    assert standard_code(lambda: matmul(f(m), f(np.ones((3, 2), np.float32)))) == "fallback"
     assert len(fallback_calls) == 2 and cublas_on_numpy == []
     assert matmul(f(m), f(np.ones((3, 2), np.float32))).shape == (4, 2)
 
@@ -584,44 +581,26 @@ def gpu():
     return pn.device("gpu")
 
 
-def _standard(fn):
-    kernels.set_enabled(False)
-    try:
-        return fn()
-    finally:
-        kernels.set_enabled(True)
-
-
-def test_gpu_offers_every_kernel_and_none_when_turned_off(gpu):
+def test_gpu_offers_every_kernel_and_none_when_turned_off(gpu, standard_code):
     for name in cuda_kernels.TABLE:
         assert gpu.kernel(name) is cuda_kernels.TABLE[name]
-    assert _standard(lambda: gpu.kernel("sgd")) is None
+    assert standard_code(lambda: gpu.kernel("sgd")) is None
     with pytest.raises(ValueError, match="no kernel named 'conv'"):
         gpu.kernel("conv")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name,opts", FUSED, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in FUSED])
-def test_gpu_optimizer_kernels_give_the_standard_codes_bits(gpu, name, opts, dtype):
+def test_gpu_optimizer_kernels_give_the_standard_codes_bits(gpu, name, opts, dtype, standard_code):
     def run():
-        params = [pn.Parameter(gpu.asarray(np.random.default_rng(i).standard_normal(s).astype(dtype)))
-                  for i, s in enumerate([(33, 7), (7,)])]
-        opt = getattr(pn.optim, name)(params, **opts)
-        for step in range(6):
-            rng = np.random.default_rng(100 + step)
-            opt.zero_grad()
-            for p in params:
-                p.grad = gpu.asarray(rng.standard_normal(p.shape).astype(dtype))
-            opt.step()
-        return [gpu.to_host(p.data) for p in params] + [gpu.to_host(v) for st in opt.state.values()
-                                                         for v in st.values() if hasattr(v, "shape")]
+        return _train_params(name, opts, dtype, device=gpu)
 
-    for a, b in zip(run(), _standard(run)):
+    for a, b in zip(run(), standard_code(run)):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gpu_layer_kernels_agree_with_the_standard_code(gpu, dtype):
+def test_gpu_layer_kernels_agree_with_the_standard_code(gpu, dtype, standard_code):
     """Same bits for the forward pass, the ReLU masks and everything computed from them; the bias gradients (column
     sums in another order than CuPy's sum) to float tolerance."""
     rng = np.random.default_rng(2)
@@ -636,7 +615,7 @@ def test_gpu_layer_kernels_agree_with_the_standard_code(gpu, dtype):
         dx = model.backward(dy)
         return [out, dx] + [p.grad for p in model.parameters()]
 
-    fused, standard = run(), _standard(run)
+    fused, standard = run(), standard_code(run)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     for i, (a, b) in enumerate(zip(fused, standard)):
         a, b = gpu.to_host(a), gpu.to_host(b)
@@ -663,7 +642,7 @@ def test_gpu_column_sums_keep_nan_and_plus_zero(gpu):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gpu_batches_give_the_standard_codes_bits(gpu, dtype):
+def test_gpu_batches_give_the_standard_codes_bits(gpu, dtype, standard_code):
     rng = np.random.default_rng(6)
     x, y = rng.integers(0, 256, (50, 4, 3), dtype=np.uint8), rng.integers(0, 3, 50)
 
@@ -671,12 +650,12 @@ def test_gpu_batches_give_the_standard_codes_bits(gpu, dtype):
         return [gpu.to_host(b) for shuffle in (False, True) for xb, yb in pn.DataLoader(
             x, y, batch_size=16, shuffle=shuffle, seed=1, dtype=dtype, device=gpu) for b in (xb, yb)]
 
-    for a, b in zip(run(), _standard(run)):
+    for a, b in zip(run(), standard_code(run)):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
-def test_gpu_cross_entropy_matches_the_standard_code(gpu, dtype, tol):
+def test_gpu_cross_entropy_matches_the_standard_code(gpu, dtype, tol, standard_code):
     rng = np.random.default_rng(0)
     z = gpu.asarray((rng.standard_normal((300, 10)) * 4).astype(dtype))
     y = gpu.asarray(rng.integers(0, 10, 300))
@@ -685,7 +664,7 @@ def test_gpu_cross_entropy_matches_the_standard_code(gpu, dtype, tol):
         loss = pn.CrossEntropyLoss()
         return gpu.to_host(loss.forward(z, y)), gpu.to_host(loss.backward())
 
-    (value, grad), (ref_value, ref_grad) = run(), _standard(run)
+    (value, grad), (ref_value, ref_grad) = run(), standard_code(run)
     assert value.dtype == ref_value.dtype == np.dtype(dtype) and value.shape == ()
     np.testing.assert_allclose(value, ref_value, rtol=tol)
     np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol / 300)

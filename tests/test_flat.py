@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import portanet as pn
+from conftest import Ctx
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -114,7 +115,7 @@ def test_state_dict_round_trip_continues_bit_for_bit(ctx):
 
 
 def test_moving_the_model_after_the_optimizer_is_refused_by_name():
-    model = _model(type("C", (), {"dtype_name": "float32", "spec": "cpu"}))
+    model = _model(Ctx("cpu", "float32"))
     opt = pn.optim.SGD(model.parameters(), lr=0.1)
     model.to("strict:device1")
     model.zero_grad()

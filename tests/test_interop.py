@@ -305,15 +305,6 @@ def test_prelu_and_maxout_map_to_their_torch_twins():
     assert all(torch.equal(back[k], v) for k, v in sd.items())
 
 
-class Conv2d(pn.Module):
-    """A stand-in with Conv2d's name and PyTorch's weight layout (out_channels, in_channels, kh, kw)."""
-
-    def __init__(self):
-        super().__init__()
-        self.weight = pn.Parameter(np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2))
-        self.bias = pn.Parameter(np.zeros(2, np.float32))
-
-
 class Flipped(pn.Module):
     """A layer of someone's own that stores its (in, out) weight as Dense does, and says so."""
 
@@ -325,8 +316,7 @@ class Flipped(pn.Module):
 
 
 def test_layouts_by_class_name_and_by_hook():
-    conv = getattr(pn, "Conv2d", None)
-    model = pn.Sequential(conv(3, 2, 2) if conv is not None else Conv2d(), Flipped())
+    model = pn.Sequential(pn.Conv2d(3, 2, 2), Flipped())
     w = torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2) * 0.5
     kernel = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     pn.load_torch_state_dict(model, {"0.weight": w, "0.bias": torch.ones(2), "1.kernel": kernel})

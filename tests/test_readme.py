@@ -53,7 +53,7 @@ def test_fit_example_runs_and_so_does_keras_form(tmp_path, monkeypatch):
     assert "val_loss" in space["history"] and len(space["history"]) == 1
 
 
-def test_cnn_example_builds_and_trains(monkeypatch):
+def test_cnn_example_builds_and_trains():
     rng = np.random.default_rng(1)
     space = {"pn": pn, "x": rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), "y": rng.integers(0, 10, 64)}
     exec(compile(_block("pn.Conv2d(1, 32, 3, padding=1)"), "README-cnn", "exec"), space)

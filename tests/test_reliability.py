@@ -250,20 +250,3 @@ def test_same_seed_is_bit_identical_across_processes(tmp_path):
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     for k in a.files:
         assert a[k].tobytes() == b[k].tobytes()
-
-
-def test_numpy_and_strict_agree_in_float64(tmp_path):
-    results = {}
-    for device in ("cpu", "strict:device1"):
-        pn.seed(0)
-        rng = np.random.default_rng(1)
-        x, y = rng.standard_normal((120, 5)), rng.integers(0, 3, 120)
-        d = pn.device(device)
-        model = pn.Sequential(pn.Dense(5, 16, device=d, dtype="float64"), pn.ReLU(device=d),
-                              pn.Dropout(0.2, device=d), pn.Dense(16, 3, device=d, dtype="float64"), device=d)
-        loader = pn.DataLoader(x, y, batch_size=12, shuffle=True, seed=2, device=d, dtype="float64")
-        pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), loader,
-               epochs=3, verbose=0)
-        results[device] = model.state_dict()
-    for k, v in results["cpu"].items():
-        np.testing.assert_allclose(results["strict:device1"][k], v, rtol=1e-10, atol=1e-10)

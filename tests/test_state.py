@@ -37,15 +37,18 @@ def test_torch_dropout_keeps_its_seed_when_moved():
     np.testing.assert_array_equal(first, again)
 
 
-def test_float64_training_with_dropout_agrees_on_numpy_and_strict_after_a_move():
-    """Built on the default device and moved (the usual way to write it), after pn.seed(0): README's 1e-10."""
+@pytest.mark.parametrize("placed", ["moved", "built there"])
+def test_float64_training_with_dropout_agrees_on_numpy_and_strict(placed):
+    """After pn.seed(0), README's 1e-10: a model built on the default device and moved (the usual way to write it),
+    or built layer by layer on the device."""
     results = {}
     for spec in ("cpu", "strict:device1"):
         pn.seed(0)
         rng = np.random.default_rng(1)
         x, y = rng.standard_normal((120, 5)), rng.integers(0, 3, 120)
-        model = pn.Sequential(pn.Dense(5, 16, dtype="float64"), pn.ReLU(), pn.Dropout(0.3),
-                              pn.Dense(16, 3, dtype="float64"), device=spec)
+        d = None if placed == "moved" else pn.device(spec)
+        model = pn.Sequential(pn.Dense(5, 16, device=d, dtype="float64"), pn.ReLU(device=d),
+                              pn.Dropout(0.3, device=d), pn.Dense(16, 3, device=d, dtype="float64"), device=spec)
         loader = pn.DataLoader(x, y, batch_size=12, shuffle=True, seed=2, device=spec, dtype="float64")
         pn.fit(model, pn.CrossEntropyLoss(), pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), loader,
                epochs=3, verbose=0)

@@ -45,25 +45,30 @@ def test_fit_continues_where_it_stopped():
     assert h1.epoch == [0, 1] and h2.epoch == [2, 3]
 
 
+class Snapshots(pn.Callback):
+    """Each epoch's logs and the model's weights at its end (a callback placed before the one under test)."""
+
+    def __init__(self):
+        self.logs, self.weights = {}, {}
+
+    def on_epoch_end(self, epoch, logs):
+        self.logs[epoch], self.weights[epoch] = dict(logs), self.trainer.model.state_dict()
+
+
 def test_early_stopping_restores_the_best_weights():
     x, y = blobs()
     model, opt = make()
     loader = pn.DataLoader(x, y, batch_size=32, shuffle=True, seed=0)
     val = pn.DataLoader(*blobs(90, seed=1), batch_size=90)
-    seen = {}
-
-    class Spy(pn.Callback):
-        def on_epoch_end(self, epoch, logs):
-            seen[epoch] = (logs["val_loss"], self.trainer.model.state_dict())
-
+    seen = Snapshots()
     opt.lr = 0.3  # noisy enough that val_loss goes back up
     stopper = pn.EarlyStopping("val_loss", patience=2, restore_best_weights=True)
-    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=40, val_loader=val, callbacks=[Spy(), stopper],
+    hist = pn.fit(model, pn.CrossEntropyLoss(), opt, loader, epochs=40, val_loader=val, callbacks=[seen, stopper],
                   verbose=0)
-    best = min(seen, key=lambda e: seen[e][0])
+    best = min(seen.logs, key=lambda e: seen.logs[e]["val_loss"])
     assert stopper.best_epoch == best and len(hist.epoch) < 40
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v, seen[best][1][k])
+        np.testing.assert_array_equal(v, seen.weights[best][k])
 
 
 def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path):
@@ -211,20 +216,15 @@ def test_early_stopping_semantics_follow_keras(values, kwargs, epochs_run, best_
 
 
 def test_early_stopping_restores_the_best_even_without_stopping():
-    seen = {}
-
-    class Spy(pn.Callback):
-        def on_epoch_end(self, epoch, logs):
-            seen[epoch] = self.trainer.model.state_dict()
-
+    seen = Snapshots()
     stopper = pn.EarlyStopping(patience=5, restore_best_weights=True)
     x, y = blobs(32)
     model, opt = make()
     pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, batch_size=8), epochs=4, verbose=0,
-           callbacks=[Script([3, 1, 2, 2]), Spy(), stopper])
+           callbacks=[Script([3, 1, 2, 2]), seen, stopper])
     assert stopper.stopped_epoch is None and stopper.best_epoch == 1
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v, seen[1][k])
+        np.testing.assert_array_equal(v, seen.weights[1][k])
 
 
 @pytest.mark.parametrize("values,verbose,told", [([3, 1, 2, 2], 1, "2 (val_loss = 1.0000; the last epoch run was 4)"),
@@ -232,12 +232,7 @@ def test_early_stopping_restores_the_best_even_without_stopping():
 def test_early_stopping_says_it_restored_only_when_it_did(ctx, capsys, values, verbose, told):
     """Keras 3 prints "Restoring model weights from the end of the best epoch: N." in verbose mode; portanet said
     "restored the weights of epoch N" even when N was the last epoch, whose weights the model holds already."""
-    seen = {}
-
-    class Spy(pn.Callback):
-        def on_epoch_end(self, epoch, logs):
-            seen[epoch] = self.trainer.model.state_dict()
-
+    seen = Snapshots()
     x, y = blobs(32)
     model, opt = make(ctx.device)
     model.to(dtype=ctx.dtype_name)
@@ -245,11 +240,11 @@ def test_early_stopping_says_it_restored_only_when_it_did(ctx, capsys, values, v
     stopper = pn.EarlyStopping(patience=5, restore_best_weights=True)
     pn.fit(model, pn.CrossEntropyLoss(), opt, pn.DataLoader(x, y, batch_size=8, device=ctx.device,
                                                             dtype=ctx.dtype_name),
-           epochs=4, verbose=verbose, callbacks=[Script(values), Spy(), stopper])
+           epochs=4, verbose=verbose, callbacks=[Script(values), seen, stopper])
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("EarlyStopping")]
     assert said == ([f"EarlyStopping: restored the weights from the end of the best epoch, {told}"] if told else [])
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v, seen[stopper.best_epoch][k])
+        np.testing.assert_array_equal(v, seen.weights[stopper.best_epoch][k])
 
 
 def test_model_checkpoint_saves_only_strict_improvements(tmp_path):

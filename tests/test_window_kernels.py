@@ -8,7 +8,7 @@ import pytest
 import portanet as pn
 from portanet.backends import kernels
 from portanet.step.fusion import plan
-from test_kernels import needs_kernels, shares, standard_code  # noqa: F401,F811  (fixtures)
+from test_kernels import needs_kernels, shares  # noqa: F401,F811  (shares: a fixture)
 
 CONVS = [dict(cin=3, cout=4, k=3, s=1, p=1, shape=(2, 3, 7, 6)), dict(cin=3, cout=4, k=(3, 5), s=(2, 3), p=(2, 1),
                                                                         shape=(2, 3, 9, 11)),
