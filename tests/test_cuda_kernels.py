@@ -3,22 +3,21 @@
 Without a GPU, three checks run wherever their tools are:
 - NVRTC compiles every CUDA source with the options CuPy itself adds, and the PTX shows every kernel and, where
   the kernel promises the standard code's bits, no contracted multiply-add (CuPy's nvrtc wheel; skipped without).
-- The host compiler runs the same source text on the CPU (blockIdx/threadIdx shimmed: one thread walks every
-  element) through the real Python wrappers, whose arguments are checked against each kernel's C signature, and
-  portanet's own training code on NumPy uses them in place of the C kernels: the kernels with elementwise loops
-  (RNG, SGD, Adam, ReLU, bias, uint8) must give the standard code's bits. Kernels with shared memory and barriers
-  (column sums, cross-entropy, correct counts) are signature-checked only here.
+- The host compiler runs the same source text on the CPU (tests/cuda_host.py: every thread of the launch shape the
+  wrappers ask for; in the reductions, a block's threads are real threads meeting at their barriers) through the
+  real Python wrappers, whose arguments are checked against each kernel's C signature. portanet's own training
+  code on NumPy then uses them in place of the C kernels: the kernels with elementwise loops (RNG, SGD, Adam, ReLU,
+  bias, uint8) must give the standard code's bits, and a whole fit with every kernel (the reductions too) the
+  standard code's history and weights to float tolerance. The kernels' own cases (NaN, -0.0, infinite logits,
+  ties, rows out of range) run on the host build and on a GPU alike (fixture kernel_device).
 - The cuBLAS argument plans (transposes, leading dimensions) against a column-major GEMM written from cuBLAS's
   documentation, on NumPy memory.
 On a GPU (skipped elsewhere) every kernel runs against the standard code on CuPy, and the cuBLAS route against
 cupy.matmul.
 """
 import contextlib
-import ctypes
 import os
 import re
-import shutil
-import subprocess
 import types
 
 import numpy as np
@@ -27,6 +26,8 @@ import pytest
 import portanet as pn
 from portanet import backends
 from portanet.backends import counter_rng, cublas, cuda_kernels, cuda_sources, kernels
+from cuda_host import FakeCupy, HostKernel
+import cuda_host
 
 GPU_REASON = backends.get("cupy").unavailable()
 needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy/gpu: {GPU_REASON}")
@@ -117,102 +118,12 @@ def test_the_wrappers_cover_the_numpy_kernels():
 
 # ---- the same sources on the host ---------------------------------------------------------------------------------
 
-HOST_RUNNABLE = ("rng", "sgd", "adam", "elementwise", "batch")   # elementwise loops, no shared memory
-SHIM = r"""
-#include <math.h>
-#include <string.h>
-struct PnDim { long long x, y, z; };
-static const PnDim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
-#define __global__
-#define __device__
-#define __forceinline__ inline
-static inline double __longlong_as_double(unsigned long long v) { double d; memcpy(&d, &v, sizeof d); return d; }
-"""
-_CTYPES = {"float": (ctypes.c_float, np.float32), "double": (ctypes.c_double, np.float64),
-           "i64": (ctypes.c_longlong, np.int64), "int": (ctypes.c_int, np.int32),
-           "u32": (ctypes.c_uint32, np.uint32), "u64": (ctypes.c_uint64, np.uint64)}
-_POINTEES = {"float": np.float32, "double": np.float64, "i64": np.int64, "u64": np.uint64,
-             "unsigned char": np.uint8}
-
-
-def _signatures(source):
-    """kernel -> [(is_pointer, base type)] from its extern "C" declaration."""
-    sigs = {}
-    for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
-        parsed = []
-        for p in params.split(","):
-            words = p.replace("*", " * ").split()
-            pointer = "*" in words
-            base = " ".join(w for w in words[:-1] if w not in ("const", "*"))
-            parsed.append((pointer, base))
-        sigs[name] = parsed
-    return sigs
-
-
-class FakeCupy:
-    """A NumPy array dressed as the parts of cupy.ndarray the wrappers read (the memory is the NumPy array's)."""
-
-    def __init__(self, shape, dtype=float):
-        self.a = np.empty(shape, dtype)
-
-    @classmethod
-    def of(cls, a):
-        f = cls.__new__(cls)
-        f.a = a
-        return f
-
-    dtype = property(lambda self: self.a.dtype)
-    shape = property(lambda self: self.a.shape)
-    size = property(lambda self: self.a.size)
-    ndim = property(lambda self: self.a.ndim)
-    nbytes = property(lambda self: self.a.nbytes)
-    strides = property(lambda self: self.a.strides)
-    _c_contiguous = property(lambda self: self.a.flags.c_contiguous)
-    _f_contiguous = property(lambda self: self.a.flags.f_contiguous)
-    data = property(lambda self: types.SimpleNamespace(ptr=self.a.ctypes.data, device_id=0))
-
-
-class HostKernel:
-    """A RawKernel stand-in: checks each argument against the kernel's C parameter, then (for the host-built
-    modules) calls the same source compiled for the CPU."""
-
-    def __init__(self, name, signature, lib):
-        self.name, self.signature, self.fn = name, signature, getattr(lib, name) if lib else None
-        self.calls = 0
-
-    def __call__(self, grid, block, args):
-        assert len(args) == len(self.signature), f"{self.name} takes {len(self.signature)} arguments"
-        converted = []
-        for i, (arg, (pointer, base)) in enumerate(zip(args, self.signature)):
-            if pointer:
-                assert type(arg) is FakeCupy and arg.dtype == _POINTEES[base], \
-                    f"{self.name} argument {i}: {base} * expected, got {type(arg).__name__}"
-                converted.append(ctypes.c_void_p(arg.data.ptr))
-            else:
-                ctype, np_type = _CTYPES[base]
-                assert type(arg) is np_type, f"{self.name} argument {i}: {base} expected, got {type(arg).__name__}"
-                converted.append(ctype(arg.item()))
-        assert all(g >= 1 for g in grid) and all(b >= 1 for b in block)
-        self.calls += 1
-        if self.fn is not None:
-            self.fn(*converted)
-
-
 @pytest.fixture(scope="session")
 def host_build(tmp_path_factory):
-    """Each host-runnable module compiled for the CPU (-ffp-contract=off, as --fmad=false on the GPU)."""
-    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
-    if cxx is None:
-        pytest.skip("no C++ compiler to run the CUDA sources on the host")
-    root = tmp_path_factory.mktemp("cuda_host")
-    libs = {}
-    for name in HOST_RUNNABLE:
-        src, so = root / f"{name}.cpp", root / f"{name}.so"
-        src.write_text(SHIM + cuda_sources.SOURCES[name])
-        run = subprocess.run([cxx, "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
-                              str(src), "-o", str(so)], capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr
-        libs[name] = ctypes.CDLL(str(so))
+    """Every module compiled for the CPU with its launchers (tests/cuda_host.py)."""
+    libs = cuda_host.build(tmp_path_factory.mktemp("cuda_host"))
+    if isinstance(libs, str):
+        pytest.skip(libs)
     return libs
 
 
@@ -223,7 +134,7 @@ def on_host(host_build, monkeypatch):
 
     def kernel(module, name):
         if name not in launched:
-            sig = _signatures(cuda_sources.SOURCES[module])[name]
+            sig = cuda_host.signatures(cuda_sources.SOURCES[module])[name]
             launched[name] = HostKernel(name, sig, host_build.get(module))
         return launched[name]
 
@@ -241,13 +152,15 @@ def _wrap(fn):
     return call
 
 
-@pytest.fixture
-def cuda_on_numpy(on_host, monkeypatch):
-    """portanet's NumPy backend, with its fused kernels replaced by the CUDA ones running on the host (those
-    that can: the others are None, so the standard code runs there). ``standard()`` runs a block with none."""
+EXACT_KERNELS = frozenset(cuda_kernels.TABLE) - {"relu_grad_sum", "bias_grad", "softmax_ce", "count_correct",
+                                                 "gemm_tn"}
+"""The kernels that add nothing up in another order than the standard code: they must give its bits."""
+
+
+def _cuda_on_numpy(on_host, monkeypatch, offered):
+    """portanet's NumPy backend, with its fused kernels in ``offered`` replaced by the CUDA ones running on the host
+    (the others are None, so the standard code runs there). ``standard()`` runs a block with none."""
     numpy_backend = backends.get("numpy")
-    host = {n for n in cuda_kernels.TABLE if n not in ("relu_grad_sum", "bias_grad", "softmax_ce", "gemm_tn",
-                                                         "count_correct")}
     state = {"on": True}
 
     def kernel(name):
@@ -255,7 +168,7 @@ def cuda_on_numpy(on_host, monkeypatch):
             if name in NUMPY_ONLY:
                 return None                       # as CupyBackend.kernel answers for them
             raise ValueError(name)
-        return _wrap(cuda_kernels.TABLE[name]) if state["on"] and name in host else None
+        return _wrap(cuda_kernels.TABLE[name]) if state["on"] and name in offered else None
 
     monkeypatch.setattr(numpy_backend, "kernel", kernel)
 
@@ -267,6 +180,19 @@ def cuda_on_numpy(on_host, monkeypatch):
             state["on"] = True
 
     return types.SimpleNamespace(standard=standard, launched=on_host)
+
+
+@pytest.fixture
+def cuda_on_numpy(on_host, monkeypatch):
+    """The CUDA kernels that promise the standard code's bits (EXACT_KERNELS) in place of NumPy's."""
+    return _cuda_on_numpy(on_host, monkeypatch, EXACT_KERNELS)
+
+
+@pytest.fixture
+def all_cuda_on_numpy(on_host, monkeypatch):
+    """Every CUDA kernel but the cuBLAS GEMM in place of NumPy's: the reductions too (column sums, cross-entropy,
+    correct counts), each run with its GPU launch shape and barriers."""
+    return _cuda_on_numpy(on_host, monkeypatch, frozenset(cuda_kernels.TABLE) - {"gemm_tn"})
 
 
 from test_kernels import FUSED, _train_params  # noqa: E402  (the NumPy kernels' own optimizer runs)
@@ -321,6 +247,36 @@ def test_cuda_layer_sources_give_the_standard_codes_bits_on_the_host(dtype, cuda
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_every_cuda_kernel_trains_as_the_standard_code_on_the_host(optimizer, all_cuda_on_numpy):
+    """fit, two epochs of shuffled uint8 batches (the last one partial), with a validation set: Dense + ReLU pairs,
+    cross-entropy and the accuracy count all run the CUDA kernels on the host build, the GEMMs stay NumPy's. The
+    history and weights are the standard code's to float tolerance (the column sums and the loss add in another
+    order), and every kernel the step uses was launched."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (300, 20), dtype=np.uint8)
+    y = x[:, :5].argmax(1)
+
+    def run():
+        pn.seed(0)
+        model = pn.Sequential(pn.Dense(20, 40), pn.ReLU(), pn.Dense(40, 33), pn.ReLU(), pn.Dense(33, 5))
+        opt = (pn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4) if optimizer == "sgd"
+               else pn.optim.AdamW(model.parameters(), lr=1e-3))
+        history = pn.fit(model, pn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=64, validation_split=0.2,
+                         verbose=0)
+        return history, [p.data.copy() for p in model.parameters()]
+
+    (history, weights), (want_history, want_weights) = run(), all_cuda_on_numpy.standard(run)
+    assert list(history.keys()) == list(want_history.keys())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        np.testing.assert_allclose(history[key], want_history[key], rtol=1e-5)
+    for a, b in zip(weights, want_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    launched = {k for k, v in all_cuda_on_numpy.launched.items() if v.calls}
+    assert {"column_sum_f32", "bias_add_f32", "softmax_ce_f32", "count_correct_f32",
+            "take_scale_u8_f32", ("sgd_f32" if optimizer == "sgd" else "adam_f32")} <= launched, launched
+
+
 def _sgd_apply_standard(w, buf, lr, wd):
     if wd:
         buf += wd * w
@@ -359,28 +315,42 @@ def test_cuda_wrappers_refuse_what_the_c_kernels_refuse(on_host):
     assert all(k.calls == 0 for k in on_host.values())                             # nothing was launched
 
 
-def test_shared_memory_kernels_get_the_arguments_they_declare(on_host):
-    """column_sum, softmax_ce and count_correct only run on a GPU; here their launches are checked against their C
-    signatures (a numpy scalar of the wrong width would be read as garbage by the kernel)."""
+def test_shared_memory_kernels_run_with_their_launch_shapes_on_the_host(on_host):
+    """column_sum, softmax_ce and count_correct, whose threads meet at barriers, run on the host with the grid and
+    block cuda_kernels.py launches them with (a numpy scalar of the wrong width would be read as garbage)."""
     for dt in (np.float32, np.float64):
         a = lambda *s: FakeCupy.of(np.ones(s, dt))                                 # noqa: E731
-        cuda_kernels.bias_grad(a(6, 5), a(5))
-        cuda_kernels.relu_grad_sum(a(6, 5), a(6, 5), a(6, 5), a(5))
-        total = cuda_kernels.softmax_ce(a(6, 5), FakeCupy.of(np.zeros(6, np.int64)), a(6, 5), 1 / 6)
+        db = a(70)
+        cuda_kernels.bias_grad(a(6, 70), db)
+        assert db.a.tolist() == [6.0] * 70
+        y, dz = FakeCupy.of(np.tile(np.array([1.0, -1.0], dt), (6, 35))), a(6, 70)
+        cuda_kernels.relu_grad_sum(a(6, 70), y, dz, db)
+        assert dz.a.tolist() == [[1.0, 0.0] * 35] * 6 and db.a.tolist() == [6.0, 0.0] * 35
+        grad = a(600, 5)
+        total = cuda_kernels.softmax_ce(a(600, 5), FakeCupy.of(np.zeros(600, np.int64)), grad, 1 / 600)
         assert total.shape == () and total.dtype == dt
-        cuda_kernels.count_correct(a(6, 5), FakeCupy.of(np.zeros(6, np.int64)), FakeCupy.of(np.zeros(3, np.int64)),
-                                   1)
-    assert {k: v.calls for k, v in on_host.items()} == {
-        "column_sum_f32": 2, "column_sum_f64": 2, "softmax_ce_f32": 1, "softmax_ce_f64": 1,
-        "count_correct_f32": 1, "count_correct_f64": 1}
+        np.testing.assert_allclose(total.a, 600 * np.log(5), rtol=1e-6)
+        np.testing.assert_allclose(grad.a, np.tile(np.array([-0.8, 0.2, 0.2, 0.2, 0.2]) / 600, (600, 1)), rtol=1e-5)
+        counts = FakeCupy.of(np.zeros(3, np.int64))
+        cuda_kernels.count_correct(a(600, 5), FakeCupy.of(np.arange(600) % 2), counts, 1)   # ties: column 0 wins
+        assert counts.a.tolist() == [0, 300, 0]
+    assert {k: (v.calls, v.shapes[0]) for k, v in on_host.items()} == {
+        "column_sum_f32": (2, ((3,), (32, 8))), "column_sum_f64": (2, ((3,), (32, 8))),
+        "softmax_ce_f32": (1, ((1,), (256,))), "softmax_ce_f64": (1, ((1,), (256,))),
+        "count_correct_f32": (1, ((1,), (256,))), "count_correct_f64": (1, ((1,), (256,)))}
 
 
-def test_take_scale_u8_marks_an_index_out_of_range_with_nan(on_host):
-    x = np.arange(40, dtype=np.uint8).reshape(10, 4)
-    out = np.empty((3, 4), np.float32)
-    cuda_kernels.take_scale_u8(FakeCupy.of(x), FakeCupy.of(np.array([2, 10, -1])), 0.5, FakeCupy.of(out))
-    np.testing.assert_array_equal(out[0], x[2] * np.float32(0.5))
-    assert np.isnan(out[1:]).all()
+def test_grid_stride_loops_reach_past_the_largest_grid(on_host):
+    """cuda_kernels.py caps a grid at 4096 blocks of 256 threads; the kernels loop over the rest (FOR_EACH)."""
+    n = 4096 * 256 + 1234
+    rng = np.random.default_rng(1)
+    w, g, buf = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    want_buf = buf * np.float32(0.9) + g
+    want_w = w - np.float32(0.1) * want_buf
+    cuda_kernels.sgd(FakeCupy.of(w), FakeCupy.of(g), FakeCupy.of(buf), 0.1, 0.9, 1.0, 0.0, False)
+    assert on_host["sgd_f32"].shapes == [((4096,), (256,))]
+    np.testing.assert_array_equal(buf, want_buf)
+    np.testing.assert_array_equal(w, want_w)
 
 
 # ---- the RNG source on the host against the NumPy reference -------------------------------------------------------
@@ -572,6 +542,133 @@ def test_binding_a_stream_goes_around_cupys_capture_guard():
         h.bind(3)
 
 
+# ---- the kernels' own cases, on the host build and on a GPU --------------------------------------------------------
+
+class HostDevice:
+    """The parts of a gpu Device these tests use, over FakeCupy arrays and the host build (fixture on_host)."""
+
+    xp = types.SimpleNamespace(
+        float32=np.float32, float64=np.float64, int64=np.int64,
+        empty=lambda shape, dtype: FakeCupy(shape, dtype),
+        zeros=lambda shape, dtype: FakeCupy.of(np.zeros(shape, dtype)),
+        empty_like=lambda a: FakeCupy(a.shape, a.dtype),
+        asarray=lambda a, copy=True: FakeCupy.of(np.array(a.a)))
+
+    @staticmethod
+    def asarray(a):
+        return FakeCupy.of(np.array(a))
+
+    @staticmethod
+    def to_host(a):
+        return a.a
+
+
+@pytest.fixture(params=["host", "gpu"])
+def kernel_device(request):
+    """The CUDA kernels' own checks run twice: on the host build with the GPU's launch shapes, and on a GPU."""
+    if request.param == "gpu":
+        return request.getfixturevalue("gpu")
+    request.getfixturevalue("on_host")
+    return HostDevice()
+
+
+def test_column_sums_keep_nan_and_plus_zero(kernel_device):
+    dev, xp = kernel_device, kernel_device.xp
+    dy = np.random.default_rng(7).standard_normal((1000, 37)).astype(np.float32)
+    dy[:, 1] = -0.0
+    dy[3, 2] = np.nan
+    db = xp.empty((37,), dtype=xp.float32)
+    cuda_kernels.bias_grad(dev.asarray(dy), db)
+    got = dev.to_host(db)
+    assert not np.signbit(got[1]) and got[1] == 0 and np.isnan(got[2])
+    np.testing.assert_allclose(np.delete(got, 2), np.delete(dy.astype(np.float64).sum(0), 2), rtol=1e-5, atol=1e-4)
+    y = np.random.default_rng(8).standard_normal((1000, 37)).astype(np.float32)
+    dz = xp.empty((1000, 37), dtype=xp.float32)
+    cuda_kernels.relu_grad_sum(dev.asarray(dy), dev.asarray(y), dz, db)
+    np.testing.assert_array_equal(dev.to_host(dz), dy * (y > 0))
+    np.testing.assert_allclose(np.delete(dev.to_host(db), 2), np.delete((dy * (y > 0)).astype(np.float64).sum(0), 2),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_column_sums_have_the_same_bits_every_run(kernel_device):
+    """A fixed order of addition (cuda_sources.COLUMN_SUM): the threads' scheduling cannot change the total."""
+    dev, xp = kernel_device, kernel_device.xp
+    dy = dev.asarray(np.random.default_rng(9).standard_normal((517, 45)).astype(np.float32) * 1e3)
+    runs = []
+    for _ in range(3):
+        db = xp.empty((45,), dtype=xp.float32)
+        cuda_kernels.bias_grad(dy, db)
+        runs.append(dev.to_host(db))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
+def test_cross_entropy_selects_the_label_logit(kernel_device):
+    """Non-finite logits are selected, never multiplied by a one-hot: [2, -inf, 1] with label 0 costs
+    log(1 + e^-1) = 0.3132617; a NaN logit or a label out of range makes its row NaN."""
+    dev, xp = kernel_device, kernel_device.xp
+    z = dev.asarray(np.array([[2, -np.inf, 1], [0, np.nan, 1], [1, 2, 3], [0, 0, 0]], np.float32))
+    grad = xp.empty_like(z)
+    labels = dev.asarray(np.array([0, 2, 7, 1]))
+    for rows, want in [(slice(0, 1), 0.3132617), (slice(0, 2), np.nan), (slice(2, 3), np.nan)]:
+        g = grad[rows]
+        total = cuda_kernels.softmax_ce(xp.asarray(z[rows], copy=True), xp.asarray(labels[rows], copy=True), g, 1.0)
+        got = float(dev.to_host(total))
+        assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-6, (rows, got)
+    g = dev.to_host(grad)
+    e = np.exp([0.0, -1.0])
+    np.testing.assert_allclose(g[0], [e[0] / e.sum() - 1, 0, e[1] / e.sum()], rtol=1e-6)
+    assert np.isnan(g[1]).all() and np.isnan(g[2]).all()
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
+def test_cross_entropy_kernel_is_the_losss_formula(kernel_device, dtype, tol):
+    """Loss and gradient of 1000 rows (every one of the 256 threads takes several) against the formula in float64;
+    infinite logits follow CrossEntropyLoss's rule: a +inf maximum that is the label costs 0, and a row of -inf is
+    a tie (log 10), not NaN."""
+    dev = kernel_device
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((1000, 10)) * 4).astype(dtype)
+    y = rng.integers(0, 10, 1000)
+    z[7], y[7] = [np.inf] + [0.0] * 9, 0
+    z[8], y[8] = [-np.inf] * 10, 3
+    grad = dev.xp.empty_like(dev.asarray(z))
+    total = cuda_kernels.softmax_ce(dev.asarray(z), dev.asarray(y), grad, 1 / 1000)
+    with np.errstate(invalid="ignore"):                           # inf - inf, where np.where then picks 0
+        d = np.where(z == z.max(1, keepdims=True), 0.0, z.astype(np.float64) - z.max(1, keepdims=True))
+    e = np.exp(d)
+    want = (np.log(e.sum(1)) - d[np.arange(1000), y]).sum()
+    want_grad = (e / e.sum(1, keepdims=True) - np.eye(10)[y]) / 1000
+    np.testing.assert_allclose(float(dev.to_host(total)), want, rtol=tol)
+    np.testing.assert_allclose(dev.to_host(grad), want_grad, rtol=tol * 10, atol=tol / 1000)
+
+
+def test_counts_correct_predictions_as_the_metric_does(kernel_device):
+    from portanet.metrics import correct
+
+    dev = kernel_device
+    rng = np.random.default_rng(3)
+    z = rng.integers(0, 4, (777, 6)).astype(np.float32)              # many ties: the first maximum wins
+    z[5, 3] = np.nan                                                  # NaN counts as the maximum, as argmax
+    y = rng.integers(0, 6, 777)
+    y[5] = 3
+    counts = dev.xp.zeros((4,), dtype=dev.xp.int64)
+    cuda_kernels.count_correct(dev.asarray(z), dev.asarray(y), counts, 2)
+    want = int(correct(z, y))
+    assert dev.to_host(counts).tolist() == [0, 0, want, 0]
+    assert want == int((np.argmax(z, axis=1) == y).sum())
+
+
+def test_take_scale_u8_marks_an_index_out_of_range_with_nan(kernel_device):
+    dev = kernel_device
+    x = np.arange(40, dtype=np.uint8).reshape(10, 4)
+    out = dev.xp.empty((3, 4), dtype=dev.xp.float32)
+    cuda_kernels.take_scale_u8(dev.asarray(x), dev.asarray(np.array([2, 10, -1])), 0.5, out)
+    got = dev.to_host(out)
+    np.testing.assert_array_equal(got[0], x[2] * np.float32(0.5))
+    assert np.isnan(got[1:]).all()
+
+
 # ---- on a GPU ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -625,22 +722,6 @@ def test_gpu_layer_kernels_agree_with_the_standard_code(gpu, dtype, standard_cod
             np.testing.assert_array_equal(a, b)
 
 
-def test_gpu_column_sums_keep_nan_and_plus_zero(gpu):
-    xp = gpu.xp
-    dy = np.random.default_rng(7).standard_normal((1000, 37)).astype(np.float32)
-    dy[:, 1] = -0.0
-    dy[3, 2] = np.nan
-    db = xp.empty((37,), dtype=xp.float32)
-    cuda_kernels.bias_grad(gpu.asarray(dy), db)
-    got = gpu.to_host(db)
-    assert not np.signbit(got[1]) and got[1] == 0 and np.isnan(got[2])
-    np.testing.assert_allclose(np.delete(got, 2), np.delete(dy.astype(np.float64).sum(0), 2), rtol=1e-5, atol=1e-4)
-    y = np.random.default_rng(8).standard_normal((1000, 37)).astype(np.float32)
-    dz = xp.empty((1000, 37), dtype=xp.float32)
-    cuda_kernels.relu_grad_sum(gpu.asarray(dy), gpu.asarray(y), dz, db)
-    np.testing.assert_array_equal(gpu.to_host(dz), dy * (y > 0))
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_batches_give_the_standard_codes_bits(gpu, dtype, standard_code):
     rng = np.random.default_rng(6)
@@ -668,39 +749,6 @@ def test_gpu_cross_entropy_matches_the_standard_code(gpu, dtype, tol, standard_c
     assert value.dtype == ref_value.dtype == np.dtype(dtype) and value.shape == ()
     np.testing.assert_allclose(value, ref_value, rtol=tol)
     np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol / 300)
-
-
-def test_gpu_cross_entropy_selects_the_label_logit(gpu):
-    """Non-finite logits are selected, never multiplied by a one-hot: [2, -inf, 1] with label 0 costs
-    log(1 + e^-1) = 0.3132617; a NaN logit or a label out of range makes its row NaN."""
-    xp = gpu.xp
-    z = gpu.asarray(np.array([[2, -np.inf, 1], [0, np.nan, 1], [1, 2, 3], [0, 0, 0]], np.float32))
-    grad = xp.empty_like(z)
-    labels = gpu.asarray(np.array([0, 2, 7, 1]))
-    for rows, want in [(slice(0, 1), 0.3132617), (slice(0, 2), np.nan), (slice(2, 3), np.nan)]:
-        g = grad[rows]
-        total = cuda_kernels.softmax_ce(xp.asarray(z[rows], copy=True), xp.asarray(labels[rows], copy=True), g, 1.0)
-        got = float(gpu.to_host(total))
-        assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-6, (rows, got)
-    g = gpu.to_host(grad)
-    e = np.exp([0.0, -1.0])
-    np.testing.assert_allclose(g[0], [e[0] / e.sum() - 1, 0, e[1] / e.sum()], rtol=1e-6)
-    assert np.isnan(g[1]).all() and np.isnan(g[2]).all()
-
-
-def test_gpu_counts_correct_predictions_as_the_metric_does(gpu):
-    from portanet.metrics import correct
-
-    rng = np.random.default_rng(3)
-    z = rng.integers(0, 4, (777, 6)).astype(np.float32)              # many ties: the first maximum wins
-    z[5, 3] = np.nan                                                  # NaN counts as the maximum, as argmax
-    y = rng.integers(0, 6, 777)
-    y[5] = 3
-    counts = gpu.xp.zeros((4,), dtype=gpu.xp.int64)
-    cuda_kernels.count_correct(gpu.asarray(z), gpu.asarray(y), counts, 2)
-    want = int(gpu.to_host(correct(gpu.asarray(z), gpu.asarray(y))))
-    assert gpu.to_host(counts).tolist() == [0, 0, want, 0]
-    assert want == int((np.argmax(z, axis=1) == y).sum())
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
