@@ -7,7 +7,7 @@ from . import kernels as host_kernels
 from .base import Backend, CaptureUnsupported, DeviceError, DeviceUnavailableError, StepGraph, namespace_with
 from .counter_rng import PhiloxGenerator
 
-INSTALL_HINT = "pip install 'portanet[gpu]'"
+INSTALL_HINT = "pip install 'portanet[gpu]' (CUDA 12) or 'portanet[gpu-cuda13]' (CUDA 13)"
 
 
 class CupyGenerator(PhiloxGenerator):
@@ -54,7 +54,7 @@ class CupyBackend(Backend):
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as e:
             return (f"device='gpu' needs CuPy and a CUDA device; CuPy is installed but reports: {e}. "
-                    "Use device='cpu', or install a CUDA driver that matches cupy-cuda12x")
+                    f"Use device='cpu', or install a CUDA driver that supports {_cupy_build(cupy)}")
         if count == 0:
             return "device='gpu' needs a CUDA device; CuPy sees none. Use device='cpu'"
         return None
@@ -290,3 +290,18 @@ def _index(rest: str) -> int:
 
 
 BACKEND = CupyBackend()
+
+
+def _cupy_build(cupy) -> str:
+    """"CUDA 13.0 (cupy-cuda13x 14.2.0)": the CUDA runtime the installed CuPy was built for, which the driver must
+    support, and the wheel it came from (cupy-cuda12x and cupy-cuda13x both install the module ``cupy``)."""
+    try:
+        version = cupy.cuda.runtime.runtimeGetVersion()         # 13000 for 13.0; needs no driver
+        cuda = f"CUDA {version // 1000}.{version % 1000 // 10}"
+    except Exception:
+        cuda = "the CUDA version CuPy was built for"
+    from importlib import metadata
+
+    wheels = metadata.packages_distributions().get("cupy") or []
+    found = [f"{w} {metadata.version(w)}" for w in wheels]
+    return f"{cuda} ({', '.join(found)})" if found else cuda

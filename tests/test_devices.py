@@ -161,7 +161,8 @@ def test_cupy_missing_and_cuda_missing_messages(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "cupy", None)           # import cupy -> ImportError
     reason = CupyBackend().unavailable()
-    assert "pip install 'portanet[gpu]'" in reason and "device='cpu'" in reason and "importing cupy failed" in reason
+    assert "pip install 'portanet[gpu]' (CUDA 12) or 'portanet[gpu-cuda13]' (CUDA 13)" in reason
+    assert "device='cpu'" in reason and "importing cupy failed" in reason
 
     def no_driver():
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
@@ -171,7 +172,10 @@ def test_cupy_missing_and_cuda_missing_messages(monkeypatch):
     backend = CupyBackend()
     reason = backend.unavailable()
     assert "CuPy is installed but reports: cudaErrorNoDevice: no CUDA-capable device is detected" in reason
+    assert "install a CUDA driver that supports the CUDA version CuPy was built for" in reason
     assert backend.devices() == []
+    fake.cuda.runtime.runtimeGetVersion = lambda: 13000                  # cupy-cuda13x's: the driver must support it
+    assert "install a CUDA driver that supports CUDA 13.0" in CupyBackend().unavailable()
     with pytest.raises(pn.DeviceUnavailableError, match="cudaErrorNoDevice"):
         backend.parse("0")
     fake.cuda.runtime.getDeviceCount = lambda: 1
