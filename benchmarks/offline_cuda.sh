@@ -57,9 +57,25 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$whls" ] || \
     echo "$target: installing portanet${whls:+ and $(echo $whls | wc -w) wheels from $wheels} into $site with $py" \
          "(pip --no-index)"
     rm -rf "$site"
+    pip_offline() {
+        PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --no-index --no-deps --no-build-isolation \
+            --disable-pip-version-check --target "$site" "$@"
+    }
     # shellcheck disable=SC2086  # one word per wheel
-    PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --no-index --no-deps --no-build-isolation \
-        --disable-pip-version-check --target "$site" $whls .
+    if [ -n "$whls" ]; then pip_offline $whls; fi
+    # Building portanet needs setuptools (and, before setuptools 70.1, wheel) in that python. Where the build
+    # fails, the package is laid out by hand as setup.py would (backends/ becomes portanet/backends), without the
+    # optional C kernels for NumPy, which the GPU cases do not use (the line below says which kernels are in use).
+    log=$(mktemp)
+    if ! pip_offline . 2>"$log"; then
+        echo "$target: pip could not build portanet offline ($(grep . "$log" | tail -n 1)); copying the sources instead"
+        rm -rf "$site/portanet"
+        cp -R portanet "$site/portanet"
+        rm -rf "$site/portanet/backends"
+        cp -R backends "$site/portanet/backends"
+        rm -f "$site/portanet/backends/"*.so "$site/portanet/backends/"*.pyd
+    fi
+    rm -f "$log"
     echo "$whls" >"$stamp"
 fi
 PYTHONPATH="$(pwd)/$site${PYTHONPATH:+:$PYTHONPATH}"
