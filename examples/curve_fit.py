@@ -23,11 +23,11 @@ def main(argv=None):
     p.add_argument("--plot", default="curve_fit.png",
                    help="PNG file to write both fits to; pass --plot '' to skip the plot.")
     args = p.parse_args(argv)
+    device = setup(args)                        # a bad --device is the one line printed, before any note
     if args.plot and not have_matplotlib():
         print("note: matplotlib is not installed (pip install 'portanet[plot]'): fitting without writing "
               f"{args.plot}", file=sys.stderr, flush=True)
         args.plot = None
-    device = setup(args)
     x = np.linspace(-2, 2, 200, dtype=np.float32)[:, None]
     y = target(x).astype(np.float32)
     fits = {}
