@@ -98,8 +98,11 @@ class Loss:
         pass
 
     def _reduce(self, per_element, count):
-        total = self._xp.sum(per_element)
-        return total / count if self.reduction == "mean" else total
+        xp = self._xp
+        total = xp.sum(per_element)
+        # asarray: NumPy's reductions give a scalar (numpy.float32), the other libraries a 0-d array; the loss is a
+        # 0-d array everywhere, so that code holding it (a recorded step's outputs) can write into it
+        return xp.asarray(total / count if self.reduction == "mean" else total)
 
     def _scale(self, count):
         return 1.0 / count if self.reduction == "mean" else 1.0
@@ -439,7 +442,7 @@ class CrossEntropyLoss(_ClassLoss):
             # t * -log p, with 0 where t = 0 (0 * inf at a -inf logit would be NaN)
             total = xp.sum(t * xp.where(t == 0, 0.0, log_s - shifted))
         self._cache = (e, s, t, labels)
-        return total / n if self.reduction == "mean" else total
+        return xp.asarray(total / n if self.reduction == "mean" else total)      # a 0-d array on NumPy too (_reduce)
 
     def _grad(self):
         e, s, t, labels = self._cache
