@@ -40,12 +40,12 @@ bench: $(VENV)/.test
 GPU_PY ?= python3
 WHEELS ?= .whl
 
-## make wheels: array-api-compat and array-api-strict (the versions tested here) as wheels in .whl/, for a CUDA
-## machine with no package index
+## make wheels: array-api-compat, array-api-strict and tqdm (the versions tested here) as wheels in .whl/, for a
+## CUDA machine with no package index (all three are pure Python)
 wheels:
-	rm -f $(WHEELS)/array_api_compat-*.whl $(WHEELS)/array_api_strict-*.whl
+	rm -f $(WHEELS)/array_api_compat-*.whl $(WHEELS)/array_api_strict-*.whl $(WHEELS)/tqdm-*.whl
 	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d $(WHEELS) \
-		array-api-compat==1.16.0 array-api-strict==2.6.1
+		array-api-compat==1.16.0 array-api-strict==2.6.1 tqdm==4.70.1
 
 ## make test-gpu: the suite's GPU cases (cupy/gpu and torch:cuda) with 8 pytest-xdist workers (WORKERS=...)
 test-gpu:

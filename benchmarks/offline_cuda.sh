@@ -83,7 +83,7 @@ export PYTHONPATH PYTHONSAFEPATH=1 PYTHONUNBUFFERED=1
 where='
 import pathlib, sys
 try:
-    import array_api_compat, portanet, portanet.backends
+    import array_api_compat, tqdm, portanet, portanet.backends
 except ImportError as e:
     sys.exit(f"{e}: a package portanet needs is missing; run `make wheels` where pip reaches an index and bring "
              "the .whl folder along (README, GPU)")
