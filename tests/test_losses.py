@@ -65,6 +65,19 @@ def test_loss_matches_torch(spec, reduction, ctx):
 
 
 @pytest.mark.parametrize("spec", LOSSES, ids=IDS)
+def test_forward_gives_a_0d_array_with_and_without_kernels(spec, ctx, standard_code):
+    """What fit's step holds (and a recorded step writes each replay's loss into): a 0-d array of the library,
+    never a NumPy scalar, whether a fused kernel or the standard code computed it."""
+    name, make, _, kind = spec
+    p, t = _data(kind, np.random.default_rng(3))
+    for reduction in ("mean", "sum"):
+        loss = make(reduction)
+        for run in (lambda fn: fn(), standard_code):
+            value = run(lambda: loss.forward(ctx.asarray(p), ctx.asarray(t)))
+            assert not isinstance(value, np.generic) and value.shape == (), type(value)
+
+
+@pytest.mark.parametrize("spec", LOSSES, ids=IDS)
 def test_loss_gradcheck(spec, ctx64):
     name, make, _, kind = spec
     p, t = _data(kind, np.random.default_rng(4))
