@@ -12,7 +12,8 @@ each because the GPU cannot answer without a sync:
 - take_scale_u8 cannot refuse a row index outside the dataset (that needs the indices on the host): it writes
   that row as NaN.
 
-One more name than the C kernels: count_correct(z, labels, counts, k) (see cuda_sources.COUNT_CORRECT).
+Two more names than the C kernels: count_correct(z, labels, counts, k) (see cuda_sources.COUNT_CORRECT), and
+adam_counted (Adam with its step count on the device, for a recorded step).
 The CPU cost of a call (the checks plus CuPy's RawKernel launch) has not been measured on a GPU yet; an
 ElementwiseKernel launch measured ~11 us on an H200 host, and the aim is to stay near that.
 """
@@ -159,6 +160,25 @@ def adam(w, grad, m, v, vmax, b1, b2, inv_sqrt_c2, eps, step_size, wd, mode):
             T(1.0 - b1), T(b2), T(1.0 - b2), T(inv_sqrt_c2), T(eps), T(step_size), T(wd), np.int32(mode)))
 
 
+def adam_counted(w, grad, m, v, vmax, count, b1, b2, eps, lr, wd, mode):
+    """adam_counted(w, grad, m, v, vmax_or_None, count, b1, b2, eps, lr, wd, mode): ``count += 1``, then one Adam step
+    with the bias corrections computed on the GPU from that count, a 0-d array of w's dtype on the device (a step
+    recorded into a CUDA graph keeps its count there: portanet/step/flat.py, counts_to_device). Two launches where
+    adam.py's _update makes a dozen; the same arithmetic in the same order, so the same bits as _update with that
+    count. mode and wd as adam's."""
+    arrays = (w, grad, m, v) if vmax is None else (w, grad, m, v, vmax)
+    dt, n = _same_floats("adam_counted", arrays)
+    if type(count) is not _nd or count.dtype != dt or count.shape != ():
+        raise ValueError(f"adam_counted takes its step count as a 0-d {dt} CuPy array, got {_describe(count)}")
+    _placed("adam_counted", arrays + (count,), (True, False, True, True, True)[:len(arrays)] + (True,))
+    T = _SCALAR[dt]
+    _kernel("adam", "advance_count" + _SUFFIX[dt])((1,), (1,), (count,))
+    if n:
+        _kernel("adam", "adam_counted" + _SUFFIX[dt])(_grid(n), (_THREADS,), (
+            w, grad, m, v, v if vmax is None else vmax, np.int32(vmax is not None), np.int64(n), count, T(b1),
+            T(1.0 - b1), T(b2), T(1.0 - b2), T(eps), T(lr), T(wd), np.int32(mode)))
+
+
 def relu_grad(dy, y, dx):
     """relu_grad(dy, y, dx): dx = dy * (y > 0), one pass."""
     dt, n = _floats("relu_grad", (dy, y, dx), (False, False, True))
@@ -282,7 +302,7 @@ def gemm_tn(a, b, c, alpha, beta):
     cublas.gemm_tn(a, b, c, alpha, beta)
 
 
-TABLE = {"sgd": sgd, "adam": adam, "softmax_ce": softmax_ce, "relu_grad": relu_grad, "bias_relu": bias_relu,
+TABLE = {"sgd": sgd, "adam": adam, "adam_counted": adam_counted, "softmax_ce": softmax_ce, "relu_grad": relu_grad, "bias_relu": bias_relu,
          "relu_grad_sum": relu_grad_sum, "bias_add": bias_add, "bias_grad": bias_grad, "scale_u8": scale_u8,
          "take_scale_u8": take_scale_u8, "gemm_tn": gemm_tn, "sgd_apply": sgd_apply, "count_correct": count_correct}
 """backends/kernels.py's NAMES but the NumPy-only ones (ReLU forward, the image and row kernels: CuPy runs the

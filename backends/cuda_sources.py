@@ -248,6 +248,26 @@ __device__ void adam(T *w, const T *grad, T *m, T *v, T *vmax, int amsgrad, i64 
     }
 }
 
+// The same update where the step count t lives on the device, as in a step recorded into a CUDA graph (portanet/
+// step/capture.py: the count is a 0-d array of the parameters' dtype, advanced by advance_count, one thread, before
+// this launch). Each thread computes the bias corrections from t as adam.py's _update does with that count, in T:
+//   inv_sqrt_c2 = 1 / sqrt(1 - b2^t);  step_size = lr / (1 - b1^t)
+// (pow of T: powf for float32, as CuPy's power of a float32 array), then the update above.
+template <typename T>
+__device__ void adam_counted(T *w, const T *grad, T *m, T *v, T *vmax, int amsgrad, i64 n, const T *count, T b1,
+                             T one_minus_b1, T b2, T one_minus_b2, T eps, T lr, T wd, int mode) {
+    T t = *count;
+    T inv_sqrt_c2 = (T)1 / sqrt((T)1 - pow(b2, t));
+    T step_size = lr / ((T)1 - pow(b1, t));
+    adam(w, grad, m, v, vmax, amsgrad, n, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2, eps, step_size, wd, mode);
+}
+
+template <typename T>
+__device__ void advance_count(T *count) {
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        *count = *count + (T)1;
+}
+
 extern "C" __global__ void adam_f32(float *w, const float *grad, float *m, float *v, float *vmax, int amsgrad,
                                     i64 n, float b1, float one_minus_b1, float b2, float one_minus_b2,
                                     float inv_sqrt_c2, float eps, float step_size, float wd, int mode) {
@@ -261,6 +281,19 @@ extern "C" __global__ void adam_f64(double *w, const double *grad, double *m, do
     adam(w, grad, m, v, vmax, amsgrad, n, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_c2, eps, step_size, wd,
          mode);
 }
+extern "C" __global__ void adam_counted_f32(float *w, const float *grad, float *m, float *v, float *vmax,
+                                            int amsgrad, i64 n, const float *count, float b1, float one_minus_b1,
+                                            float b2, float one_minus_b2, float eps, float lr, float wd, int mode) {
+    adam_counted(w, grad, m, v, vmax, amsgrad, n, count, b1, one_minus_b1, b2, one_minus_b2, eps, lr, wd, mode);
+}
+extern "C" __global__ void adam_counted_f64(double *w, const double *grad, double *m, double *v, double *vmax,
+                                            int amsgrad, i64 n, const double *count, double b1,
+                                            double one_minus_b1, double b2, double one_minus_b2, double eps,
+                                            double lr, double wd, int mode) {
+    adam_counted(w, grad, m, v, vmax, amsgrad, n, count, b1, one_minus_b1, b2, one_minus_b2, eps, lr, wd, mode);
+}
+extern "C" __global__ void advance_count_f32(float *count) { advance_count(count); }
+extern "C" __global__ void advance_count_f64(double *count) { advance_count(count); }
 """
 
 # ---- Dense, ReLU --------------------------------------------------------------------------------------------
@@ -493,7 +526,8 @@ KERNELS = {
     "rng": ("uniform_f32", "uniform_f64", "normal_f32", "normal_f64", "bernoulli_f32", "bernoulli_f64",
             "permutation_keys"),
     "sgd": ("sgd_f32", "sgd_f64", "sgd_apply_f32", "sgd_apply_f64"),
-    "adam": ("adam_f32", "adam_f64"),
+    "adam": ("adam_f32", "adam_f64", "adam_counted_f32", "adam_counted_f64", "advance_count_f32",
+             "advance_count_f64"),
     "elementwise": ("relu_grad_f32", "relu_grad_f64", "bias_add_f32", "bias_add_f64"),
     "column_sum": ("column_sum_f32", "column_sum_f64"),
     "batch": ("scale_u8_f32", "scale_u8_f64", "take_scale_u8_f32", "take_scale_u8_f64"),

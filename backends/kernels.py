@@ -45,7 +45,7 @@ REFUSALS = (TypeError, ValueError, BufferError)
 NAMES = ("sgd", "adam", "softmax_ce", "relu", "relu_grad", "bias_relu", "relu_grad_sum", "bias_add", "bias_grad",
          "scale_u8", "take_scale_u8", "gemm_tn", "sgd_apply", "im2col", "col2im", "maxpool", "maxpool_grad",
          "bias_add_rows", "bias_grad_rows", "bias_relu_rows", "relu_grad_sum_rows",
-         "count_correct")   # count_correct: CuPy's only
+         "count_correct", "adam_counted")   # CuPy's only
 _enabled = os.environ.get("PORTANET_KERNELS", "1").strip() not in ("0", "false", "no", "off")
 
 

@@ -25,17 +25,33 @@ def _sgd(kernel, optimizer, p, g, state, group) -> bool:
 
 
 def _adam(kernel, optimizer, p, g, state, group) -> bool:
-    if not state or not isinstance(state["step"], int):
-        return False        # the first step creates the moments; a count on the device (capture): the textbook way
+    if not state:
+        return False        # the first step creates the moments
     lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-    t = state["step"] + 1
     mode = 0 if not wd else 2 if optimizer._decoupled else 1
+    if not isinstance(state["step"], int):
+        return _adam_counted(optimizer, p, g, state, b1, b2, eps, lr, wd, mode)
+    t = state["step"] + 1
     try:
         kernel(p.data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), b1, b2,
                1.0 / math.sqrt(1.0 - b2 ** t), eps, lr / (1.0 - b1 ** t), 1.0 - lr * wd if mode == 2 else wd, mode)
     except REFUSALS:
         return False
     state["step"] = t
+    return True
+
+
+def _adam_counted(optimizer, p, g, state, b1, b2, eps, lr, wd, mode) -> bool:
+    """The count lives on the device (a recorded step, flat.py's counts_to_device): the backend's adam_counted
+    advances it and computes the bias corrections there (CuPy's only); elsewhere the textbook way."""
+    counted = optimizer.device.kernel("adam_counted")
+    if counted is None:
+        return False
+    try:
+        counted(p.data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), state["step"], b1, b2,
+                eps, lr, 1.0 - lr * wd if mode == 2 else wd, mode)
+    except REFUSALS:
+        return False
     return True
 
 
