@@ -13,8 +13,9 @@ value. In a module without ``__syncthreads`` the block's threads run one after a
 cannot observe each other.
 
 What the CPU does not reproduce: float32 ``exp``/``log`` round as glibc's, not as CUDA's libdevice (both within a
-few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), and nothing is concurrent across
-blocks. ``-ffp-contract=off`` keeps products and sums apart, as ``--fmad=false`` does on the GPU.
+few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), nothing is concurrent across
+blocks, and nothing checks bounds: an index past an array (or past a ``__shared__`` one) goes unnoticed unless it
+crashes the process, as on a GPU without compute-sanitizer. ``-ffp-contract=off`` keeps products and sums apart, as ``--fmad=false`` does on the GPU.
 
 ``HostKernel`` stands in for a cupy.RawKernel: before launching it checks every argument against the kernel's C
 parameter (a CuPy array of the pointee's dtype for a pointer, a NumPy scalar of exactly the parameter's type
@@ -178,14 +179,14 @@ def launchers(source, concurrent):
     return "".join(out)
 
 
-def build(root, modules=None):
-    """Each of ``modules`` (default: all of cuda_sources.SOURCES) compiled for the CPU into ``root``; returns
-    {module: ctypes.CDLL}, or a string saying why nothing could be built (no C++ compiler)."""
+def build(root):
+    """Every module of cuda_sources.SOURCES compiled for the CPU into ``root``; returns {module: ctypes.CDLL}, or a
+    string saying why nothing could be built (no C++ compiler)."""
     cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
     if cxx is None:
         return "no C++ compiler to run the CUDA sources on the host"
     libs = {}
-    for name in modules or cuda_sources.SOURCES:
+    for name in cuda_sources.SOURCES:
         source = cuda_sources.SOURCES[name]
         src, so = root / f"{name}.cpp", root / f"{name}.so"
         src.write_text(SHIM + share_source(source) + launchers(source, synchronises(name)))
@@ -225,11 +226,11 @@ class FakeCupy:
 
 class HostKernel:
     """A RawKernel stand-in: checks the launch shape and each argument against the kernel's C parameter, then
-    runs the host build (if given) with that launch shape. ``calls`` counts launches, ``shapes`` keeps them."""
+    runs the host build ``lib`` with that launch shape. ``calls`` counts launches, ``shapes`` keeps them."""
 
     def __init__(self, name, signature, lib):
         self.name, self.signature = name, signature
-        self.fn = getattr(lib, "pn_launch_" + name) if lib else None
+        self.fn = getattr(lib, "pn_launch_" + name)
         self.calls, self.shapes = 0, []
 
     def __call__(self, grid, block, args):
@@ -253,7 +254,6 @@ class HostKernel:
         assert bx * by <= MAX_THREADS_PER_BLOCK, f"{self.name}: {bx * by} threads in a block"
         self.calls += 1
         self.shapes.append((grid, block))
-        if self.fn is not None:
-            stuck = self.fn(ctypes.c_uint(grid[0]), ctypes.c_uint(bx), ctypes.c_uint(by), *converted)
-            assert stuck == 0, (f"{self.name}: a __syncthreads barrier was not reached by every thread of a block "
-                                "(on a GPU the launch would hang)")
+        stuck = self.fn(ctypes.c_uint(grid[0]), ctypes.c_uint(bx), ctypes.c_uint(by), *converted)
+        assert stuck == 0, (f"{self.name}: a __syncthreads barrier was not reached by every thread of a block "
+                            "(on a GPU the launch would hang)")

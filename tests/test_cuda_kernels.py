@@ -31,7 +31,7 @@ import cuda_host
 
 GPU_REASON = backends.get("cupy").unavailable()
 needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy/gpu: {GPU_REASON}")
-EXACT = ("sgd", "adam", "elementwise", "column_sum", "batch", "count_correct")   # modules with no fma at all
+NO_FMA = ("sgd", "adam", "elementwise", "column_sum", "batch", "count_correct")   # modules with no fma at all
 
 
 # ---- NVRTC: every source compiles as CuPy compiles it ------------------------------------------------------------
@@ -81,7 +81,7 @@ def test_every_source_compiles_with_cupys_options(name):
     assert entries == list(cuda_sources.KERNELS[name])
     bodies = dict(zip(entries, re.split(r"\.entry\s+\w+", ptx)[1:]))
     for kernel, body in bodies.items():
-        exact = name in EXACT or (name == "rng" and not kernel.startswith("normal"))
+        exact = name in NO_FMA or (name == "rng" and not kernel.startswith("normal"))
         if exact:   # --fmad=false held: no multiply and add fused into one rounding
             assert not re.search(r"\bfma\.", body), f"{kernel} contracts a multiply-add"
 
@@ -135,7 +135,7 @@ def on_host(host_build, monkeypatch):
     def kernel(module, name):
         if name not in launched:
             sig = cuda_host.signatures(cuda_sources.SOURCES[module])[name]
-            launched[name] = HostKernel(name, sig, host_build.get(module))
+            launched[name] = HostKernel(name, sig, host_build[module])
         return launched[name]
 
     monkeypatch.setattr(cuda_kernels, "_kernel", kernel)
