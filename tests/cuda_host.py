@@ -15,7 +15,8 @@ cannot observe each other.
 What the CPU does not reproduce: float32 ``exp``/``log`` round as glibc's, not as CUDA's libdevice (both within a
 few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), nothing is concurrent across
 blocks, and nothing checks bounds: an index past an array (or past a ``__shared__`` one) goes unnoticed unless it
-crashes the process, as on a GPU without compute-sanitizer. ``-ffp-contract=off`` keeps products and sums apart, as ``--fmad=false`` does on the GPU.
+crashes the process, as on a GPU without compute-sanitizer. ``-ffp-contract=off`` keeps products and sums apart,
+as ``--fmad=false`` does on the GPU.
 
 ``HostKernel`` stands in for a cupy.RawKernel: before launching it checks every argument against the kernel's C
 parameter (a CuPy array of the pointee's dtype for a pointer, a NumPy scalar of exactly the parameter's type
