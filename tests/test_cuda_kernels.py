@@ -338,6 +338,16 @@ def test_cuda_wrappers_refuse_what_the_c_kernels_refuse(on_host):
     assert all(k.calls == 0 for k in on_host.values())                             # nothing was launched
 
 
+def test_cuda_wrappers_take_arrays_that_only_touch(on_host):
+    """Arrays side by side in one allocation, each ending where the next begins, do not overlap: the kernel runs
+    (a refusal here would send every such call to the standard code without a word)."""
+    flat = np.zeros(24, np.float32)
+    w, g, buf = (FakeCupy.of(flat[i:i + 8]) for i in (0, 8, 16))
+    g.a[:] = 1.0
+    cuda_kernels.sgd(w, g, buf, 0.5, 0.9, 1.0, 0.0, False)
+    assert on_host["sgd_f32"].calls == 1 and flat.tolist() == [-0.5] * 8 + [1.0] * 16
+
+
 def test_shared_memory_kernels_run_with_their_launch_shapes_on_the_host(on_host):
     """column_sum, softmax_ce and count_correct, whose threads meet at barriers, run on the host with the grid and
     block cuda_kernels.py launches them with (a numpy scalar of the wrong width would be read as garbage)."""
