@@ -53,8 +53,8 @@ class CupyBackend(Backend):
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as e:
-            return (f"device='gpu' needs CuPy and a CUDA device; CuPy is installed but reports: {e}. "
-                    f"Use device='cpu', or install a CUDA driver that supports {_cupy_build(cupy)}")
+            return (f"device='gpu' needs CuPy and a CUDA device; CuPy is installed but reports: {e}; "
+                    f"{_driver_fix(cupy)}")
         if count == 0:
             return "device='gpu' needs a CUDA device; CuPy sees none. Use device='cpu'"
         return None
@@ -290,6 +290,19 @@ def _index(rest: str) -> int:
 
 
 BACKEND = CupyBackend()
+
+
+def _driver_fix(cupy) -> str:
+    """The fix for a CUDA runtime error: where there is no driver at all (cudaDriverGetVersion answers 0: CuPy then
+    reports an "insufficient" driver all the same), a GPU machine; else a driver for the CUDA CuPy was built for."""
+    try:
+        driver = cupy.cuda.runtime.driverGetVersion()
+    except Exception:
+        driver = None
+    if driver == 0:
+        return (f"this machine has no NVIDIA driver: use device='cpu', or run on a machine with an NVIDIA GPU and a "
+                f"driver that supports {_cupy_build(cupy)}")
+    return f"use device='cpu', or install a CUDA driver that supports {_cupy_build(cupy)}"
 
 
 def _cupy_build(cupy) -> str:

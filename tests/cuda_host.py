@@ -6,12 +6,17 @@ every thread of every block of the launch shape cuda_kernels.py asked for, with 
 ``blockIdx``, ``blockDim`` and ``gridDim``. Blocks run one after another. In a module with ``__syncthreads`` the
 threads of a block are real threads, ``__shared__`` arrays are one array all of them share, and
 ``__syncthreads`` is a barrier of the block's threads, so the reductions run as written, races and barrier
-mistakes included (a barrier not every thread reaches would hang a GPU; here the launch fails after 20 s). In a module without one, the block's
-threads run one after another in a single thread: they cannot observe each other.
+mistakes included (a barrier not every thread reaches would hang a GPU; here the launch fails after 20 s). Shared
+memory is uninitialised on a GPU: here each block's ``__shared__`` arrays start as 0xff bytes (NaN as a float, -1
+as an integer), so a kernel that reads an element no thread wrote gets NaN or -1 rather than the last launch's
+value. In a module without ``__syncthreads`` the block's threads run one after another in a single thread: they
+cannot observe each other.
 
 What the CPU does not reproduce: float32 ``exp``/``log`` round as glibc's, not as CUDA's libdevice (both within a
-few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), and nothing is concurrent across
-blocks. ``-ffp-contract=off`` keeps products and sums apart, as ``--fmad=false`` does on the GPU.
+few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), nothing is concurrent across
+blocks, and nothing checks bounds: an index past an array (or past a ``__shared__`` one) goes unnoticed unless it
+crashes the process, as on a GPU without compute-sanitizer. ``-ffp-contract=off`` keeps products and sums apart,
+as ``--fmad=false`` does on the GPU.
 
 ``HostKernel`` stands in for a cupy.RawKernel: before launching it checks every argument against the kernel's C
 parameter (a CuPy array of the pointee's dtype for a pointer, a NumPy scalar of exactly the parameter's type
@@ -76,7 +81,19 @@ static void __syncthreads() {
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __shared__ static                          // one array per kernel instantiation, shared by the block
+
+// A __shared__ array is a static one (one per kernel instantiation, shared by the block: blocks run one at a time),
+// filled with 0xff bytes by the first of the block's threads to reach its declaration (share_source rewrites each
+// declaration to call this).
+static unsigned pn_block_serial;                   // one more for every block run
+static std::mutex pn_shared_lock;
+static void pn_fresh_shared(void *array, size_t size, unsigned *filled_for) {
+    std::lock_guard<std::mutex> hold(pn_shared_lock);
+    if (*filled_for != pn_block_serial) {
+        memset(array, 0xff, size);
+        *filled_for = pn_block_serial;
+    }
+}
 static inline double __longlong_as_double(unsigned long long v) { double d; memcpy(&d, &v, sizeof d); return d; }
 
 // body() once per thread of a (gx) x (bx, by) launch; the block's threads concurrently (real threads meeting at
@@ -87,6 +104,7 @@ static int pn_run(unsigned gx, unsigned bx, unsigned by, bool concurrent, const 
     pn_barrier.stuck = false;
     for (unsigned b = 0; b < gx; b++) {
         blockIdx = {b, 0, 0};
+        pn_block_serial++;
         if (!concurrent) {
             for (unsigned y = 0; y < by; y++)
                 for (unsigned x = 0; x < bx; x++) {
@@ -136,6 +154,17 @@ def signatures(source):
     return sigs
 
 
+_SHARED = re.compile(r"__shared__\s+([\w ]+?)\s+(\w+)((?:\s*\[[^\]]+\])+)\s*;")
+
+
+def share_source(source):
+    """``source`` with each ``__shared__ T name[...];`` a static array that every block starts as 0xff bytes."""
+    out = _SHARED.sub(r"static \1 \2\3; { static unsigned filled_for = ~0u; "
+                      r"pn_fresh_shared(&\2, sizeof \2, &filled_for); }", source)
+    assert "__shared__" not in out, "a __shared__ declaration cuda_host.share_source does not know how to rewrite"
+    return out
+
+
 def synchronises(module: str) -> bool:
     return "__syncthreads" in cuda_sources.SOURCES[module]
 
@@ -151,17 +180,17 @@ def launchers(source, concurrent):
     return "".join(out)
 
 
-def build(root, modules=None):
-    """Each of ``modules`` (default: all of cuda_sources.SOURCES) compiled for the CPU into ``root``; returns
-    {module: ctypes.CDLL}, or a string saying why nothing could be built (no C++ compiler)."""
+def build(root):
+    """Every module of cuda_sources.SOURCES compiled for the CPU into ``root``; returns {module: ctypes.CDLL}, or a
+    string saying why nothing could be built (no C++ compiler)."""
     cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
     if cxx is None:
         return "no C++ compiler to run the CUDA sources on the host"
     libs = {}
-    for name in modules or cuda_sources.SOURCES:
+    for name in cuda_sources.SOURCES:
         source = cuda_sources.SOURCES[name]
         src, so = root / f"{name}.cpp", root / f"{name}.so"
-        src.write_text(SHIM + source + launchers(source, synchronises(name)))
+        src.write_text(SHIM + share_source(source) + launchers(source, synchronises(name)))
         run = subprocess.run([cxx, "-std=c++17", "-O2", "-pthread", "-ffp-contract=off", "-fno-fast-math", "-shared",
                               "-fPIC", str(src), "-o", str(so)], capture_output=True, text=True)
         if run.returncode != 0:
@@ -198,11 +227,11 @@ class FakeCupy:
 
 class HostKernel:
     """A RawKernel stand-in: checks the launch shape and each argument against the kernel's C parameter, then
-    runs the host build (if given) with that launch shape. ``calls`` counts launches, ``shapes`` keeps them."""
+    runs the host build ``lib`` with that launch shape. ``calls`` counts launches, ``shapes`` keeps them."""
 
     def __init__(self, name, signature, lib):
         self.name, self.signature = name, signature
-        self.fn = getattr(lib, "pn_launch_" + name) if lib else None
+        self.fn = getattr(lib, "pn_launch_" + name)
         self.calls, self.shapes = 0, []
 
     def __call__(self, grid, block, args):
@@ -226,7 +255,6 @@ class HostKernel:
         assert bx * by <= MAX_THREADS_PER_BLOCK, f"{self.name}: {bx * by} threads in a block"
         self.calls += 1
         self.shapes.append((grid, block))
-        if self.fn is not None:
-            stuck = self.fn(ctypes.c_uint(grid[0]), ctypes.c_uint(bx), ctypes.c_uint(by), *converted)
-            assert stuck == 0, (f"{self.name}: a __syncthreads barrier was not reached by every thread of a block "
-                                "(on a GPU the launch would hang)")
+        stuck = self.fn(ctypes.c_uint(grid[0]), ctypes.c_uint(bx), ctypes.c_uint(by), *converted)
+        assert stuck == 0, (f"{self.name}: a __syncthreads barrier was not reached by every thread of a block "
+                            "(on a GPU the launch would hang)")

@@ -31,7 +31,7 @@ import cuda_host
 
 GPU_REASON = backends.get("cupy").unavailable()
 needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cupy/gpu: {GPU_REASON}")
-EXACT = ("sgd", "adam", "elementwise", "column_sum", "batch", "count_correct")   # modules with no fma at all
+NO_FMA = ("sgd", "adam", "elementwise", "column_sum", "batch", "count_correct")   # modules with no fma at all
 
 
 # ---- NVRTC: every source compiles as CuPy compiles it ------------------------------------------------------------
@@ -85,8 +85,8 @@ def test_every_source_compiles_with_cupys_options(name):
     for kernel, body in bodies.items():
         # normal_*: Box-Muller's log/sin/cos; adam_counted_*: the bias corrections' pow. libdevice computes those
         # with FMAs of its own (CuPy's log, sin and power too); the update itself is adam_*'s template, checked there
-        exact = (name in EXACT and not kernel.startswith("adam_counted")) or (name == "rng" and
-                                                                              not kernel.startswith("normal"))
+        exact = (name in NO_FMA and not kernel.startswith("adam_counted")) or (name == "rng" and
+                                                                               not kernel.startswith("normal"))
         if exact:   # --fmad=false held: no multiply and add fused into one rounding
             assert not re.search(r"\bfma\.", body), f"{kernel} contracts a multiply-add"
 
@@ -140,7 +140,7 @@ def on_host(host_build, monkeypatch):
     def kernel(module, name):
         if name not in launched:
             sig = cuda_host.signatures(cuda_sources.SOURCES[module])[name]
-            launched[name] = HostKernel(name, sig, host_build.get(module))
+            launched[name] = HostKernel(name, sig, host_build[module])
         return launched[name]
 
     monkeypatch.setattr(cuda_kernels, "_kernel", kernel)
@@ -264,6 +264,29 @@ def test_adam_counting_on_the_device_is_the_standard_code_on_the_host(name, opts
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cuda_amsgrad_keeps_nan_in_its_maximum_on_the_host(dtype, cuda_on_numpy):
+    """AMSGrad's running maximum of v keeps a NaN, as the standard code's maximum does: a NaN in the first weight's
+    gradient at step 4 of 6 (the kernel runs from step 2; a finite maximum until then) leaves the same NaNs in the
+    weights and state, and the rest untouched."""
+    def nan_at_step_4():
+        calls = []
+
+        def grads(g):
+            calls.append(g)
+            if len(calls) == 7:                       # _train_params asks for 2 gradients a step, the weight's first
+                g.flat[0] = np.nan
+            return g
+        return grads
+
+    opts = dict(lr=1e-2, amsgrad=True)
+    fused = _train_params("Adam", opts, dtype, grads=nan_at_step_4())
+    standard = cuda_on_numpy.standard(lambda: _train_params("Adam", opts, dtype, grads=nan_at_step_4()))
+    assert np.isnan(fused[0].flat[0]) and not np.isnan(fused[0].flat[1:]).any()
+    for a, b in zip(fused, standard):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cuda_layer_sources_give_the_standard_codes_bits_on_the_host(dtype, cuda_on_numpy):
     """Dense + ReLU (bias_relu), a Dense alone (bias_add), ReLU backward (relu_grad), uint8 batches (scale_u8,
     take_scale_u8) and SGD's taken-gradient update (sgd_apply), each as portanet's code calls it."""
@@ -367,6 +390,16 @@ def test_cuda_wrappers_refuse_what_the_c_kernels_refuse(on_host):
     assert all(k.calls == 0 for k in on_host.values())                             # nothing was launched
 
 
+def test_cuda_wrappers_take_arrays_that_only_touch(on_host):
+    """Arrays side by side in one allocation, each ending where the next begins, do not overlap: the kernel runs
+    (a refusal here would send every such call to the standard code without a word)."""
+    flat = np.zeros(24, np.float32)
+    w, g, buf = (FakeCupy.of(flat[i:i + 8]) for i in (0, 8, 16))
+    g.a[:] = 1.0
+    cuda_kernels.sgd(w, g, buf, 0.5, 0.9, 1.0, 0.0, False)
+    assert on_host["sgd_f32"].calls == 1 and flat.tolist() == [-0.5] * 8 + [1.0] * 16
+
+
 def test_shared_memory_kernels_run_with_their_launch_shapes_on_the_host(on_host):
     """column_sum, softmax_ce and count_correct, whose threads meet at barriers, run on the host with the grid and
     block cuda_kernels.py launches them with (a numpy scalar of the wrong width would be read as garbage)."""
@@ -390,6 +423,11 @@ def test_shared_memory_kernels_run_with_their_launch_shapes_on_the_host(on_host)
         "column_sum_f32": (2, ((3,), (32, 8))), "column_sum_f64": (2, ((3,), (32, 8))),
         "softmax_ce_f32": (1, ((1,), (256,))), "softmax_ce_f64": (1, ((1,), (256,))),
         "count_correct_f32": (1, ((1,), (256,))), "count_correct_f64": (1, ((1,), (256,)))}
+    # the blocks are the sizes the sources' reductions are written for: a block of another size would skip rows or
+    # write past the shared array, and the host build need not notice
+    assert re.search(r"__shared__ T part\[8\]\[32\]", cuda_sources.COLUMN_SUM)
+    for module, macro in (("softmax_ce", "CE_THREADS"), ("count_correct", "COUNT_THREADS")):
+        assert f"#define {macro} 256\n" in cuda_sources.SOURCES[module]
 
 
 def test_grid_stride_loops_reach_past_the_largest_grid(on_host):
@@ -657,12 +695,13 @@ def test_column_sums_have_the_same_bits_every_run(kernel_device):
 
 def test_cross_entropy_selects_the_label_logit(kernel_device):
     """Non-finite logits are selected, never multiplied by a one-hot: [2, -inf, 1] with label 0 costs
-    log(1 + e^-1) = 0.3132617; a NaN logit or a label out of range makes its row NaN."""
+    log(1 + e^-1) = 0.3132617; a NaN logit or a label out of range (c, the first past the end, or -1) makes its row
+    NaN."""
     dev, xp = kernel_device, kernel_device.xp
     z = dev.asarray(np.array([[2, -np.inf, 1], [0, np.nan, 1], [1, 2, 3], [0, 0, 0]], np.float32))
     grad = xp.empty_like(z)
-    labels = dev.asarray(np.array([0, 2, 7, 1]))
-    for rows, want in [(slice(0, 1), 0.3132617), (slice(0, 2), np.nan), (slice(2, 3), np.nan)]:
+    labels = dev.asarray(np.array([0, 2, 3, -1]))
+    for rows, want in [(slice(0, 1), 0.3132617), (slice(0, 2), np.nan), (slice(2, 3), np.nan), (slice(3, 4), np.nan)]:
         g = grad[rows]
         total = cuda_kernels.softmax_ce(xp.asarray(z[rows], copy=True), xp.asarray(labels[rows], copy=True), g, 1.0)
         got = float(dev.to_host(total))
@@ -670,7 +709,21 @@ def test_cross_entropy_selects_the_label_logit(kernel_device):
     g = dev.to_host(grad)
     e = np.exp([0.0, -1.0])
     np.testing.assert_allclose(g[0], [e[0] / e.sum() - 1, 0, e[1] / e.sum()], rtol=1e-6)
-    assert np.isnan(g[1]).all() and np.isnan(g[2]).all()
+    assert np.isnan(g[1:]).all()
+
+
+def test_cross_entropy_total_is_summed_in_float64(kernel_device):
+    """The rows' losses add in float64 and round once to the logits' dtype (cuda_sources.SOFTMAX_CE): thread 0's
+    rows 0, 256, 512 and 768 cost 2**24 and three times log 2, which total 16777218 in float32; a float32 sum would
+    stay at 2**24 (the others cost exactly 0)."""
+    dev = kernel_device
+    z = np.zeros((769, 2), np.float32)
+    z[:, 1] = -np.inf
+    z[0, 1] = 2**24
+    z[256:769:256, 1] = 0.0
+    grad = dev.xp.empty_like(dev.asarray(z))
+    total = cuda_kernels.softmax_ce(dev.asarray(z), dev.asarray(np.zeros(769, np.int64)), grad, 1.0)
+    assert float(dev.to_host(total)) == 16777218.0
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 2e-6), ("float64", 1e-13)])
@@ -702,13 +755,27 @@ def test_counts_correct_predictions_as_the_metric_does(kernel_device):
     rng = np.random.default_rng(3)
     z = rng.integers(0, 4, (777, 6)).astype(np.float32)              # many ties: the first maximum wins
     z[5, 3] = np.nan                                                  # NaN counts as the maximum, as argmax
+    z[6, [1, 4]] = np.nan                                             # and the first of two
     y = rng.integers(0, 6, 777)
-    y[5] = 3
+    y[5], y[6] = 3, 1
     counts = dev.xp.zeros((4,), dtype=dev.xp.int64)
     cuda_kernels.count_correct(dev.asarray(z), dev.asarray(y), counts, 2)
     want = int(correct(z, y))
     assert dev.to_host(counts).tolist() == [0, 0, want, 0]
     assert want == int((np.argmax(z, axis=1) == y).sum())
+
+
+def test_bias_relu_keeps_nan_as_the_standard_relu(kernel_device):
+    """Dense + ReLU's forward in one pass is ReLU's maximum(y + b, 0): NaN stays NaN, -inf and negatives become +0,
+    -0.0 + -0.0 too, +inf stays."""
+    dev = kernel_device
+    y = np.array([[np.nan, -1.0, 2.0, -0.0], [np.inf, -np.inf, 0.5, 1.0]], np.float32)
+    b = np.array([0.0, 0.5, -3.0, -0.0], np.float32)
+    out = dev.asarray(y)
+    cuda_kernels.bias_relu(out, dev.asarray(b))
+    got, want = dev.to_host(out), np.maximum(y + b, np.float32(0.0))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
 def test_take_scale_u8_marks_an_index_out_of_range_with_nan(kernel_device):

@@ -176,6 +176,9 @@ def test_cupy_missing_and_cuda_missing_messages(monkeypatch):
     assert backend.devices() == []
     fake.cuda.runtime.runtimeGetVersion = lambda: 13000                  # cupy-cuda13x's: the driver must support it
     assert "install a CUDA driver that supports CUDA 13.0" in CupyBackend().unavailable()
+    fake.cuda.runtime.driverGetVersion = lambda: 0                       # no driver at all: a GPU machine is the fix
+    assert ("this machine has no NVIDIA driver: use device='cpu', or run on a machine with an NVIDIA GPU and a driver "
+            "that supports CUDA 13.0") in CupyBackend().unavailable()
     with pytest.raises(pn.DeviceUnavailableError, match="cudaErrorNoDevice"):
         backend.parse("0")
     fake.cuda.runtime.getDeviceCount = lambda: 1
