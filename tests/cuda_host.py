@@ -3,14 +3,14 @@
 Each module is compiled by the host C++ compiler behind a small shim, and every kernel gets a launcher,
 ``pn_launch_<kernel>(grid_x, block_x, block_y, <the kernel's own parameters>)``, that runs it the way a GPU does:
 every thread of every block of the launch shape cuda_kernels.py asked for, with its own ``threadIdx``, the block's
-``blockIdx``, ``blockDim`` and ``gridDim``. Blocks run one after another. In a module with ``__syncthreads`` the
-threads of a block are real threads, ``__shared__`` arrays are one array all of them share, and
-``__syncthreads`` is a barrier of the block's threads, so the reductions run as written, races and barrier
+``blockIdx``, ``blockDim`` and ``gridDim``. Blocks run one after another, the last first. In a module with
+``__syncthreads`` the threads of a block are real threads, ``__shared__`` arrays are one array all of them share,
+and ``__syncthreads`` is a barrier of the block's threads, so the reductions run as written, races and barrier
 mistakes included (a barrier not every thread reaches would hang a GPU; here the launch fails after 20 s). Shared
 memory is uninitialised on a GPU: here each block's ``__shared__`` arrays start as 0xff bytes (NaN as a float, -1
 as an integer), so a kernel that reads an element no thread wrote gets NaN or -1 rather than the last launch's
-value. In a module without ``__syncthreads`` the block's threads run one after another in a single thread: they
-cannot observe each other.
+value. In a module without ``__syncthreads`` the block's threads run one after another in a single thread, the
+last first: a kernel whose threads read what lower-numbered ones wrote (an order no GPU promises) fails here.
 
 What the CPU does not reproduce: float32 ``exp``/``log`` round as glibc's, not as CUDA's libdevice (both within a
 few ulp), subnormals are not flushed to zero (CuPy compiles with ``-ftz=true``), nothing is concurrent across
@@ -102,12 +102,14 @@ static int pn_run(unsigned gx, unsigned bx, unsigned by, bool concurrent, const 
     gridDim = {gx, 1, 1};
     blockDim = {bx, by, 1};
     pn_barrier.stuck = false;
-    for (unsigned b = 0; b < gx; b++) {
+    // Last block first, and in a block without barriers last thread first: a GPU promises no order, and the
+    // reverse of the natural one shows a kernel that reads what a lower-numbered thread or block wrote.
+    for (unsigned b = gx; b-- > 0;) {
         blockIdx = {b, 0, 0};
         pn_block_serial++;
         if (!concurrent) {
-            for (unsigned y = 0; y < by; y++)
-                for (unsigned x = 0; x < bx; x++) {
+            for (unsigned y = by; y-- > 0;)
+                for (unsigned x = bx; x-- > 0;) {
                     threadIdx = {x, y, 0};
                     body();
                 }
