@@ -263,6 +263,36 @@ def test_adam_counting_on_the_device_is_the_standard_code_on_the_host(name, opts
             np.testing.assert_allclose(a, b, **tol)
 
 
+EXACT_POWERS = [("Adam", dict(lr=1e-2, betas=(0.5, 0.75))),
+                ("AdamW", dict(lr=1e-2, betas=(0.5, 0.75), weight_decay=0.1, amsgrad=True))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,opts", EXACT_POWERS, ids=["Adam", "AdamW-amsgrad"])
+def test_adam_counting_on_the_device_gives_the_standard_codes_bits_where_pow_is_exact(name, opts, dtype,
+                                                                                      all_cuda_on_numpy):
+    """With betas whose powers are exact in float32 (0.5^t, 0.75^t for t <= 6), NumPy's pow and the C library's
+    agree, so adam_counted must give the standard code's bits, as cuda_kernels.adam_counted promises: the bias
+    corrections in T, in _update's order (computing them in double, say, passes the test above)."""
+    fused = _adam_counting_on_the_device(name, opts, dtype)
+    standard = all_cuda_on_numpy.standard(lambda: _adam_counting_on_the_device(name, opts, dtype))
+    assert all_cuda_on_numpy.launched["adam_counted" + ("_f32" if dtype == "float32" else "_f64")].calls == 5
+    for a, b in zip(fused, standard, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name,opts", ADAMS, ids=[f"{n}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for n, o in ADAMS])
+def test_adam_counting_refused_advances_the_count_once(name, opts, all_cuda_on_numpy, monkeypatch):
+    """adam_counted refusing its arrays (here: all on another GPU than the current one) launches nothing, so that
+    the standard code it falls back to advances the device count, once a step: no check may follow advance_count."""
+    monkeypatch.setattr(cuda_kernels, "_get_device", lambda: 1)
+    fused = _adam_counting_on_the_device(name, opts, "float32")
+    assert not any(k.calls for k in all_cuda_on_numpy.launched.values())
+    standard = all_cuda_on_numpy.standard(lambda: _adam_counting_on_the_device(name, opts, "float32"))
+    for a, b in zip(fused, standard, strict=True):
+        np.testing.assert_array_equal(a, b)                         # the count among them: 6.0 on both sides
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cuda_amsgrad_keeps_nan_in_its_maximum_on_the_host(dtype, cuda_on_numpy):
     """AMSGrad's running maximum of v keeps a NaN, as the standard code's maximum does: a NaN in the first weight's
