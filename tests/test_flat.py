@@ -91,6 +91,32 @@ def test_partial_gradients_match_torch(ctx):
         ctx.close(p.data, t.detach())
 
 
+def test_counts_on_the_device_advance_once_in_a_step_parameter_by_parameter(ctx):
+    """A captured fit keeps Adam's count on the device, one 0-d array for the group (flat.py, counts_to_device).
+    An eager step where a parameter has no gradient runs parameter by parameter: the parameters with a gradient
+    update as with host counts, and the group's count advances once, in place, not once per parameter."""
+    def run(on_device):
+        model = _model(ctx)
+        opt = pn.optim.Adam(model.parameters(), lr=0.05)
+        for step in range(3):
+            opt.zero_grad()
+            _backward(ctx, model, seed=step, skip={"0.bias"} if step == 2 else set())
+            opt.step()
+            if step == 0 and on_device:
+                for group in opt._flat:
+                    for fg in group:
+                        fg.counts_to_device(opt)
+        return model, opt
+
+    model, opt = run(True)
+    ref, _ = run(False)
+    counts = {id(opt.state[p]["step"]) for p in model.parameters()}
+    count = opt.state[model[0].weight]["step"]
+    assert len(counts) == 1 and float(ctx.host(count)) == 3.0       # one array, advanced once a step
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        ctx.close(p.data, ctx.host(q.data))
+
+
 def test_state_dict_round_trip_continues_bit_for_bit(ctx):
     model, twin = _model(ctx), _model(ctx, seed=9)
     opt = pn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)

@@ -227,12 +227,29 @@ class FlatGroup:
                 self.whole.data = self.data
             self._spread(optimizer)
         else:
+            # Counts on the device (a captured fit's eager steps) are one 0-d array for the whole group: each update
+            # advances a copy of its own, and the group's count takes the advanced value once, in place (the
+            # recording reads that very array), instead of once per parameter.
+            shared = {key: self.state[key] for key in getattr(self, "_device_counts", ())}
+            advanced = {}
             for p in self.params:
                 if p.grad is not None:
                     state = optimizer.state.get(p)
                     if state is None:
                         state = optimizer.state[p] = {}
+                    copies = [key for key, count in shared.items() if state.get(key) is count]
+                    for key in copies:
+                        state[key] = self.xp.asarray(shared[key], copy=True)
                     optimizer._apply(p, p.grad, state, group)
+                    for key in copies:
+                        advanced[key] = state[key]          # the update may advance it in place or rebind it
+            for key, count in shared.items():
+                if key in advanced:
+                    count[...] = advanced[key]
+                for p in self.params:
+                    mine = optimizer.state.get(p)
+                    if mine is not None and key in mine:
+                        mine[key] = count
             self.adopt(optimizer)
         return True
 
