@@ -164,8 +164,9 @@ def adam_counted(w, grad, m, v, vmax, count, b1, b2, eps, lr, wd, mode):
     """adam_counted(w, grad, m, v, vmax_or_None, count, b1, b2, eps, lr, wd, mode): ``count += 1``, then one Adam step
     with the bias corrections computed on the GPU from that count, a 0-d array of w's dtype on the device (a step
     recorded into a CUDA graph keeps its count there: portanet/step/flat.py, counts_to_device). Two launches where
-    adam.py's _update makes a dozen; the same arithmetic in the same order, so the same bits as _update with that
-    count. mode and wd as adam's."""
+    adam.py's _update makes about twenty (23 with weight decay, 2 more with amsgrad); the same arithmetic in the same
+    order, so the bits of _update with that count wherever both take b^t from one pow (CUDA's, on a GPU). mode and
+    wd as adam's."""
     arrays = (w, grad, m, v) if vmax is None else (w, grad, m, v, vmax)
     dt, n = _same_floats("adam_counted", arrays)
     if type(count) is not _nd or count.dtype != dt or count.shape != ():
