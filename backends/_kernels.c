@@ -706,22 +706,26 @@ PAIRWISE_SUM(pairwise_sum_f64, double)
             ((T *)t->b)[r] = (T)0 + SUM((const T *)t->a + r * t->width, t->width);                                \
     }
 
-#define ROW_BIAS_RANGE(NAME, T)                                                                                  \
+/* y[r] += b[r] over each row of a (channels, positions) product; with RELU (a constant 1) then max(., 0) with NaN
+ * kept, for the Conv2d + ReLU pair below. */
+#define ROW_BIAS_RANGE(NAME, T, RELU)                                                                            \
     WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
         const ArraysTask *t = p;                                                                                  \
         const Py_ssize_t width = t->width;                                                                        \
         for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
             T *restrict y = (T *)t->a + r * width;                                                                \
             const T b = ((const T *)t->b)[r];                                                                     \
-            for (Py_ssize_t i = 0; i < width; i++)                                                                \
-                y[i] = y[i] + b;                                                                                  \
+            for (Py_ssize_t i = 0; i < width; i++) {                                                              \
+                T v = y[i] + b;                                                                                   \
+                y[i] = (!(RELU) || v > 0 || v != v) ? v : (T)0;                                                   \
+            }                                                                                                     \
         }                                                                                                         \
     }
 
 ROW_SUM_RANGE(row_sum_range_f32, float, pairwise_sum_f32)
 ROW_SUM_RANGE(row_sum_range_f64, double, pairwise_sum_f64)
-ROW_BIAS_RANGE(row_bias_range_f32, float)
-ROW_BIAS_RANGE(row_bias_range_f64, double)
+ROW_BIAS_RANGE(row_bias_range_f32, float, 0)
+ROW_BIAS_RANGE(row_bias_range_f64, double, 0)
 
 ROWS_VECTOR_WRAPPER(py_bias_add_rows, row_bias_range_f32, row_bias_range_f64, 1, 0, 1, 1)
 ROWS_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 1, 1, 1)
@@ -731,22 +735,8 @@ ROWS_VECTOR_WRAPPER(py_bias_grad_rows, row_sum_range_f32, row_sum_range_f64, 0, 
  *   backward  dz[r] = dy[r] * (y[r] > 0), then db[r] = the pairwise sum of dz's row r (as bias_grad_rows): the ReLU's
  *             mask and the conv's bias gradient in one pass over each row, which is still in cache for its sum.
  * The same bits as the two layers' own code; split by rows over the threads. */
-#define ROW_BIAS_RELU_RANGE(NAME, T)                                                                             \
-    WIDE static void NAME(const void *p, Py_ssize_t lo, Py_ssize_t hi) {                                          \
-        const ArraysTask *t = p;                                                                                  \
-        const Py_ssize_t width = t->width;                                                                        \
-        for (Py_ssize_t r = lo; r < hi; r++) {                                                                    \
-            T *restrict y = (T *)t->a + r * width;                                                                \
-            const T b = ((const T *)t->b)[r];                                                                     \
-            for (Py_ssize_t i = 0; i < width; i++) {                                                              \
-                T v = y[i] + b;                                                                                   \
-                y[i] = (v > 0 || v != v) ? v : (T)0;                                                              \
-            }                                                                                                     \
-        }                                                                                                         \
-    }
-
-ROW_BIAS_RELU_RANGE(row_bias_relu_range_f32, float)
-ROW_BIAS_RELU_RANGE(row_bias_relu_range_f64, double)
+ROW_BIAS_RANGE(row_bias_relu_range_f32, float, 1)
+ROW_BIAS_RANGE(row_bias_relu_range_f64, double, 1)
 ROWS_VECTOR_WRAPPER(py_bias_relu_rows, row_bias_relu_range_f32, row_bias_relu_range_f64, 1, 0, 1, 1)
 
 typedef struct {
@@ -769,15 +759,21 @@ typedef struct {
 ROW_RELU_GRAD_SUM_RANGE(row_relu_grad_sum_range_f32, float, relu_grad_f32, pairwise_sum_f32)
 ROW_RELU_GRAD_SUM_RANGE(row_relu_grad_sum_range_f64, double, relu_grad_f64, pairwise_sum_f64)
 
-/* relu_grad_sum_rows(dy, y, dz, db): dy, y, dz (rows, width) C-contiguous, db (rows,), one float dtype. */
-static PyObject *py_relu_grad_sum_rows(PyObject *self, PyObject *args) {
+/* The arguments (dy, y, dz, db) of relu_grad_sum and relu_grad_sum_rows: dy, y, dz (n, c) C-contiguous, dz
+ * written, db (c,), or with per_row (n,), written; one float dtype. Returns the item size or 0 with an exception. */
+static int acquire_relu_grad_sum(PyObject *args, Buffers *b, int per_row, Py_ssize_t *n, Py_ssize_t *c) {
     PyObject *objs[3], *db;
     if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
-        return NULL;
+        return 0;
     static const int writable[3] = {0, 0, 1};
+    return acquire_rows(b, objs, writable, 3, db, 1, per_row, n, c);
+}
+
+/* relu_grad_sum_rows(dy, y, dz, db): dy, y, dz (rows, width) C-contiguous, db (rows,), one float dtype. */
+static PyObject *py_relu_grad_sum_rows(PyObject *self, PyObject *args) {
     Buffers b;
     Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 3, db, 1, 1, &n, &c);
+    int size = acquire_relu_grad_sum(args, &b, 1, &n, &c);
     if (!size)
         return NULL;
     RowsGradTask task = {b.views[0].buf, b.views[1].buf, b.views[2].buf, b.views[3].buf, n, c};
@@ -789,13 +785,9 @@ static PyObject *py_relu_grad_sum_rows(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_relu_grad_sum(PyObject *self, PyObject *args) {
-    PyObject *objs[3], *db;
-    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &db))
-        return NULL;
-    static const int writable[3] = {0, 0, 1};
     Buffers b;
     Py_ssize_t n, c;
-    int size = acquire_rows(&b, objs, writable, 3, db, 1, 0, &n, &c);
+    int size = acquire_relu_grad_sum(args, &b, 0, &n, &c);
     if (!size)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
