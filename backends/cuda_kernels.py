@@ -303,9 +303,10 @@ def gemm_tn(a, b, c, alpha, beta):
     cublas.gemm_tn(a, b, c, alpha, beta)
 
 
-TABLE = {"sgd": sgd, "adam": adam, "adam_counted": adam_counted, "softmax_ce": softmax_ce, "relu_grad": relu_grad, "bias_relu": bias_relu,
-         "relu_grad_sum": relu_grad_sum, "bias_add": bias_add, "bias_grad": bias_grad, "scale_u8": scale_u8,
-         "take_scale_u8": take_scale_u8, "gemm_tn": gemm_tn, "sgd_apply": sgd_apply, "count_correct": count_correct}
+TABLE = {"sgd": sgd, "adam": adam, "adam_counted": adam_counted, "softmax_ce": softmax_ce, "relu_grad": relu_grad,
+         "bias_relu": bias_relu, "relu_grad_sum": relu_grad_sum, "bias_add": bias_add, "bias_grad": bias_grad,
+         "scale_u8": scale_u8, "take_scale_u8": take_scale_u8, "gemm_tn": gemm_tn, "sgd_apply": sgd_apply,
+         "count_correct": count_correct}
 """backends/kernels.py's NAMES but the NumPy-only ones (ReLU forward, the image and row kernels: CuPy runs the
 standard code there)."""
 

@@ -110,7 +110,7 @@ class CupyBackend(Backend):
     _kernels = None
 
     def kernel(self, name):
-        """The CUDA kernel ``name`` (backends/cuda_kernels.py: backends/kernels.py's names, plus count_correct),
+        """The CUDA kernel ``name`` (cuda_kernels.TABLE: those of backends/kernels.py's names that have a CUDA twin),
         or None when kernels are turned off (PORTANET_KERNELS=0, kernels.set_enabled(False))."""
         table = self._kernels
         if table is None:                    # every step asks several times: after the first, two dict lookups

@@ -309,6 +309,31 @@ def test_a_pair_the_kernel_refuses_runs_layer_by_layer(standard_code):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("make, shape, out_shape, step", [
+    (lambda: pn.Sequential(pn.Dense(5, 3)), (6, 5), (6, 3), "_Dense"),
+    (lambda: pn.Sequential(pn.Conv2d(2, 3, 3)), (2, 2, 5, 4), (2, 3, 3, 2), "_Conv2d"),
+    (lambda: pn.Sequential(pn.Conv2d(2, 3, 3), pn.ReLU()), (2, 2, 5, 4), (2, 3, 3, 2), "_ConvReLU"),
+])
+def test_a_bias_the_kernel_refuses_is_added_by_the_layers_code(standard_code, make, shape, out_shape, step):
+    """A lone Dense or Conv2d (and a Conv2d + ReLU) whose bias the kernel refuses (float64 in a float32 model) adds
+    it as the layer's own code does."""
+    rng = np.random.default_rng(5)
+    x, dy = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(out_shape).astype(np.float32)
+
+    def run():
+        pn.seed(1)
+        model = make()
+        model[0].bias.data = np.linspace(-1, 1, model[0].bias.shape[0])     # float64 bias in a float32 model
+        runner = plan(model)
+        if runner is not model:
+            assert type(runner.steps[0]).__name__ == step
+        out = runner.forward(x)
+        return [out, runner.backward(dy)] + [p.grad for p in model.parameters()]
+
+    for a, b in zip(run(), standard_code(run)):
+        np.testing.assert_array_equal(a, b)
+
+
 @needs_kernels
 def test_fused_pairs_pass_gradcheck():
     """The fused Dense + ReLU path against central differences (float64), input and every parameter."""

@@ -87,6 +87,7 @@ class FlatGroup:
         self.taken: set = set()         # parameters whose gradient went into the momentum buffer this step
         self._shapes: dict = {}         # (index, rows, cols) -> 2-D view of a gradient segment, for the GEMM
         self._slot_arrays: dict = {}    # slot -> the flat array its views were made from
+        self._device_counts: set = set()  # state keys whose counts are 0-d device arrays now (counts_to_device)
         self.refresh_kernels()
 
     # pickles and deep copies (an optimizer saved whole, a trainer deep-copied) carry the flat arrays; views, the
@@ -110,6 +111,7 @@ class FlatGroup:
             if self._is_slot(value):
                 self._views_of(key, value)
         self.momentum, self.taken = None, set()
+        self.__dict__.setdefault("_device_counts", set())     # pickled before the attribute existed
         self.ready = False          # the optimizer's per-parameter state came back as copies: adopt them first
         self.refresh_kernels()
 
@@ -230,7 +232,7 @@ class FlatGroup:
             # Counts on the device (a captured fit's eager steps) are one 0-d array for the whole group: each update
             # advances a copy of its own, and the group's count takes the advanced value once, in place (the
             # recording reads that very array), instead of once per parameter.
-            shared = {key: self.state[key] for key in getattr(self, "_device_counts", ())}
+            shared = {key: self.state[key] for key in self._device_counts}
             advanced = {}
             for p in self.params:
                 if p.grad is not None:
@@ -309,7 +311,7 @@ class FlatGroup:
 
     def counts_to_host(self, optimizer):
         """Undo ``counts_to_device``: the counts are Python ints again (one read from the device)."""
-        keys = getattr(self, "_device_counts", ())
+        keys = self._device_counts
         for key in keys:
             self.state[key] = int(round(float(self.device.to_host(self.state[key]))))
         self._device_counts = set()

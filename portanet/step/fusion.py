@@ -66,24 +66,23 @@ class _BiasKernel(_Layer):
         self.forward = self._forward
 
     def _forward(self, x):
-        layer = self.layer
-        y = layer.product(x)
+        product = self.layer.product(x)
+        y, bias = self._operands(product)
         try:
-            self.kernel(*self._bias_operands(y))
+            self.kernel(y, bias)
         except REFUSALS:                  # e.g. a bias the user replaced with another dtype: the layer's own code
-            return self._textbook_bias(y, x)
-        return self._finish(y, x)
-
-    def _bias_operands(self, y):
-        return y, self.layer.bias.data
+            y += bias if self._per_column else bias[:, None]
+        return self._finish(product, x)
 
 
 class _Dense(_BiasKernel):
     """A Dense whose bias is added by ``bias_add``."""
 
-    def _textbook_bias(self, y, x):
-        y += self.layer.bias.data
-        return y
+    __slots__ = ()
+    _per_column = True
+
+    def _operands(self, y):
+        return y, self.layer.bias.data
 
     def _finish(self, y, x):
         return y
@@ -93,15 +92,14 @@ class _Conv2d(_BiasKernel):
     """A Conv2d whose bias (one per output channel, a row of its (out, positions) product) is added by
     ``bias_add_rows``: the same bits, split over threads."""
 
-    def _bias_operands(self, yo):
-        return yo[0], self.layer.bias.data
+    __slots__ = ()
+    _per_column = False
 
-    def _textbook_bias(self, yo, x):
-        yo[0][...] += self.layer.bias.data[:, None]
-        return self._finish(yo, x)
+    def _operands(self, product):
+        return product[0], self.layer.bias.data
 
-    def _finish(self, yo, x):
-        y, out = yo
+    def _finish(self, product, x):
+        y, out = product
         return self.layer.images(y, x.shape[0], out)
 
 
