@@ -219,27 +219,19 @@ def test_cuda_optimizer_source_gives_the_standard_codes_bits_on_the_host(name, o
 ADAMS = [(n, o) for n, o in FUSED if n != "SGD"]
 
 
-def _adam_counting_on_the_device(name, opts, dtype, steps=6, device=None):
+def _adam_counting_on_the_device(name, opts, dtype, device=None):
     """test_kernels._train_params for Adam, but from the second step on the step count is a 0-d array on the device,
-    as in a recorded step (flat.py's counts_to_device): the moments, weights and count after ``steps`` steps, as
-    host arrays. NumPy arrays, or on ``device`` (a Device)."""
-    put, get = (device.asarray, device.to_host) if device is not None else (lambda a: a, np.array)
-    params = [pn.Parameter(put(np.random.default_rng(i).standard_normal(s).astype(dtype)))
-              for i, s in enumerate([(33, 7), (7,)])]
-    opt = getattr(pn.optim, name)(params, **opts)
-    for step in range(steps):
-        rng = np.random.default_rng(100 + step)
-        opt.zero_grad()
-        for p in params:
-            p.grad = put(rng.standard_normal(p.shape).astype(dtype))
-        opt.step()
+    as in a recorded step (flat.py's counts_to_device): the weights, moments and count after six steps, as host
+    arrays. NumPy arrays, or on ``device`` (a Device)."""
+    def counts_to_device(step, opt):
         if step == 0:
             for group in opt._flat:
                 for fg in group:
                     fg.counts_to_device(opt)
-    slots = [v for st in opt.state.values() for v in st.values() if hasattr(v, "shape")]
-    assert any(v.shape == () for v in slots)                       # the count, on the device
-    return [get(p.data) for p in params] + [get(v) for v in slots]
+
+    arrays = _train_params(name, opts, dtype, device=device, after_step=counts_to_device)
+    assert any(a.shape == () for a in arrays)                      # the count, on the device
+    return arrays
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -45,9 +45,10 @@ def shares(request):
         _kernels.set_min_share(previous)
 
 
-def _train_params(name, opts, dtype, steps=6, grads=None, device=None):
+def _train_params(name, opts, dtype, steps=6, grads=None, device=None, after_step=None):
     """The parameters and state slots after ``steps`` steps on fixed gradients, as host arrays; NumPy arrays as they
-    are (``grads`` may hand the optimizer a strided one), or on ``device`` (a Device) and back."""
+    are (``grads`` may hand the optimizer a strided one), or on ``device`` (a Device) and back. ``after_step(step,
+    opt)`` runs after each step."""
     put, get = (device.asarray, device.to_host) if device is not None else (lambda a: a, lambda a: a)
     shapes = [(33, 7), (7,)]
     params = [pn.Parameter(put(np.random.default_rng(i).standard_normal(s).astype(dtype)))
@@ -59,6 +60,8 @@ def _train_params(name, opts, dtype, steps=6, grads=None, device=None):
         for p in params:
             p.grad = put((grads or (lambda g: g))(rng.standard_normal(p.shape).astype(dtype)))
         opt.step()
+        if after_step is not None:
+            after_step(step, opt)
     slots = [v for st in opt.state.values() for v in st.values() if hasattr(v, "shape")]
     return [get(p.data) for p in params] + [get(v) for v in slots]
 

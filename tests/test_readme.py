@@ -60,3 +60,11 @@ def test_cnn_example_builds_and_trains():
     model, train = space["model"], space["train"]
     hist = pn.fit(model, pn.CrossEntropyLoss(), pn.optim.Adam(model.parameters()), train, epochs=1, verbose=0)
     assert np.isfinite(hist["loss"][0]) and pn.predict(model, space["x"][:4, None]).shape == (4, 10)
+
+
+def test_residual_block_example_halves_the_size_and_doubles_the_channels():
+    space = {"pn": pn}
+    exec(compile(_block("shortcut=pn.Sequential("), "README-residual", "exec"), space)
+    y = space["block"](np.random.default_rng(2).standard_normal((2, 32, 8, 8)).astype(np.float32))
+    assert tuple(y.shape) == (2, 64, 4, 4)
+

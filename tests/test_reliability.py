@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import portanet as pn
+from test_train import Snapshots
 
 F32 = np.float32
 
@@ -72,14 +73,6 @@ def test_terminate_on_nan_stops_cleanly_with_good_weights():
         np.testing.assert_array_equal(after[k], before[k])
 
 
-class _Seen(pn.callbacks.Callback):
-    def __init__(self):
-        self.epochs = []
-
-    def on_epoch_end(self, epoch, logs):
-        self.epochs.append((epoch, dict(logs)))
-
-
 def test_terminate_on_nan_logs_the_epoch_it_stops_as_keras_does(ctx, tmp_path):
     """Keras' TerminateOnNaN sets stop_training in on_batch_end, and fit still validates that epoch and calls every
     on_epoch_end (its History's too) before it stops: the user sees the NaN loss. Here the first epoch goes bad at
@@ -87,7 +80,7 @@ def test_terminate_on_nan_logs_the_epoch_it_stops_as_keras_does(ctx, tmp_path):
     x, y = _poisoned()
     clean = np.nan_to_num(x)
     model = _model().to(ctx.device, dtype=ctx.dtype_name)
-    seen, csv = _Seen(), tmp_path / "log.csv"
+    seen, csv = Snapshots(), tmp_path / "log.csv"
     loader = pn.DataLoader(np.concatenate([clean, x]), np.concatenate([y, y]), batch_size=10, device=ctx.device,
                            dtype=ctx.dtype_name)
     val = pn.DataLoader(clean, y, batch_size=10, device=ctx.device, dtype=ctx.dtype_name)
@@ -96,7 +89,7 @@ def test_terminate_on_nan_logs_the_epoch_it_stops_as_keras_does(ctx, tmp_path):
                                              pn.CSVLogger(csv)], verbose=0)
     assert hist.epoch == [0] and len(hist) == 1
     assert np.isnan(hist["loss"][0]) and np.isfinite(hist["val_loss"][0]) and 0 <= hist["val_accuracy"][0] <= 1
-    assert [e for e, _ in seen.epochs] == [0] and np.isnan(seen.epochs[0][1]["loss"])
+    assert list(seen.logs) == [0] and np.isnan(seen.logs[0]["loss"])
     assert "nan" in csv.read_text().splitlines()[1]
     assert all(np.all(np.isfinite(v)) for v in model.state_dict().values())
     # the validation numbers are the kept weights' own
