@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import ShapeError
 from .._numbers import is_int
-from ..module import Module, Sequential, common_device, refuse_repeats
+from ..module import Module, Sequential, backward_through, common_device, refuse_repeats
 
 
 class Residual(Sequential):
@@ -66,10 +66,7 @@ class Residual(Sequential):
         dx = super().backward(dy, input_grad=input_grad)
         if self.shortcut is None:
             return dy + dx if input_grad else None
-        if input_grad or not getattr(self.shortcut, "can_skip_input_grad", False):
-            ds = self.shortcut.backward(dy)
-        else:
-            ds = self.shortcut.backward(dy, input_grad=False)
+        ds = backward_through(self.shortcut, dy, input_grad)
         return dx + ds if input_grad else None
 
     def __repr__(self):
@@ -137,11 +134,7 @@ class Concat(Module):
         for branch, size in zip(self.branches, sizes):
             index = (slice(None),) * axis + (slice(start, start + size), ...)
             start += size
-            part = dy[index]
-            if not input_grad and getattr(branch, "can_skip_input_grad", False):
-                branch.backward(part, input_grad=False)
-                continue
-            g = branch.backward(part)
+            g = backward_through(branch, dy[index], input_grad)
             if input_grad:
                 dx = g if dx is None else dx + g
         return dx
