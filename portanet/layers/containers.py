@@ -30,14 +30,11 @@ class Residual(Sequential):
         super().__init__(*layers, device=device)
         self.shortcut = None
         if shortcut is not None:
-            if device is None and shortcut.parameters() and self.parameters() and shortcut.device != self.device:
-                raise ValueError(f"Residual's layers are on {self.device} but its shortcut on {shortcut.device}: "
-                                 "pass device= to Residual to put them all in one place")
+            if device is None:          # the layers (as one) and the shortcut agree as a container's parts must
+                device = common_device([self, shortcut], "Residual", "layers (0) and shortcut (1)")
             self.shortcut = shortcut
             refuse_repeats(self)
-            if device is None and shortcut.parameters() and not any(layer.parameters() for layer in self.layers):
-                super().to(shortcut.device)         # the shortcut's weights decide, as a layer's would
-            shortcut.to(self._device)
+            self.to(device)
 
     def to(self, device=None, dtype=None):
         super().to(device, dtype)
