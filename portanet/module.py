@@ -392,13 +392,7 @@ class Sequential(Module):
             return None
         for i in range(len(layers) - 1, stop, -1):
             dy = layers[i].backward(dy)
-        first = layers[stop]
-        if input_grad:
-            return first.backward(dy)
-        if getattr(first, "can_skip_input_grad", False):
-            return first.backward(dy, input_grad=False)
-        first.backward(dy)
-        return None
+        return backward_through(layers[stop], dy, input_grad)
 
     def first_trainable(self):
         """Index of the first layer with parameters, or None (worked out once per list of layers: every step asks)."""
@@ -413,6 +407,17 @@ class Sequential(Module):
     def __repr__(self):
         inner = ",\n  ".join(repr(layer).replace("\n", "\n  ") for layer in self.layers)   # nested containers indent
         return f"Sequential(\n  {inner}\n)"
+
+
+def backward_through(layer, dy, input_grad=True):
+    """``layer.backward(dy)``, the input gradient; with ``input_grad=False`` the parameter gradients alone and None,
+    skipping the layer's input GEMM where it can (``can_skip_input_grad``), else computing dx and dropping it."""
+    if input_grad:
+        return layer.backward(dy)
+    if getattr(layer, "can_skip_input_grad", False):
+        return layer.backward(dy, input_grad=False)
+    layer.backward(dy)
+    return None
 
 
 def common_device(modules, owner, what):

@@ -258,5 +258,10 @@ def test_containers_refuse_one_layer_in_two_places_and_mixed_devices():
         pn.Concat(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"))
     with pytest.raises(ValueError, match=r"Residual's layers are on different devices \(0: cpu, 1: strict:device1\)"):
         pn.Residual(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"))
+    with pytest.raises(ValueError, match=r"Residual's layers \(0\) and shortcut \(1\) are on different devices "
+                                         r"\(0: cpu, 1: strict:device1\)"):
+        pn.Residual(pn.Dense(2, 2, device="cpu"), shortcut=pn.Dense(2, 2, device="strict:device1"))
+    weighted = pn.Residual(pn.ReLU(device="cpu"), shortcut=pn.Dense(2, 2, device="strict:device1"))
+    assert all(m.device == pn.device("strict:device1") for m in weighted.modules())   # the weights decide
     moved = pn.Concat(pn.Dense(2, 2, device="cpu"), pn.Dense(2, 2, device="strict:device1"), device="torch:cpu")
     assert all(m.device == pn.device("torch:cpu") for m in moved.modules())

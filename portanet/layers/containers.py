@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import ShapeError
 from .._numbers import is_int
-from ..module import Module, Sequential, common_device, refuse_repeats
+from ..module import Module, Sequential, backward_through, common_device, refuse_repeats
 
 
 class Residual(Sequential):
@@ -30,14 +30,11 @@ class Residual(Sequential):
         super().__init__(*layers, device=device)
         self.shortcut = None
         if shortcut is not None:
-            if device is None and shortcut.parameters() and self.parameters() and shortcut.device != self.device:
-                raise ValueError(f"Residual's layers are on {self.device} but its shortcut on {shortcut.device}: "
-                                 "pass device= to Residual to put them all in one place")
+            if device is None:          # the layers (as one) and the shortcut agree as a container's parts must
+                device = common_device([self, shortcut], "Residual", "layers (0) and shortcut (1)")
             self.shortcut = shortcut
             refuse_repeats(self)
-            if device is None and shortcut.parameters() and not any(layer.parameters() for layer in self.layers):
-                super().to(shortcut.device)         # the shortcut's weights decide, as a layer's would
-            shortcut.to(self._device)
+            self.to(device)
 
     def to(self, device=None, dtype=None):
         super().to(device, dtype)
@@ -66,10 +63,7 @@ class Residual(Sequential):
         dx = super().backward(dy, input_grad=input_grad)
         if self.shortcut is None:
             return dy + dx if input_grad else None
-        if input_grad or not getattr(self.shortcut, "can_skip_input_grad", False):
-            ds = self.shortcut.backward(dy)
-        else:
-            ds = self.shortcut.backward(dy, input_grad=False)
+        ds = backward_through(self.shortcut, dy, input_grad)
         return dx + ds if input_grad else None
 
     def __repr__(self):
@@ -137,11 +131,7 @@ class Concat(Module):
         for branch, size in zip(self.branches, sizes):
             index = (slice(None),) * axis + (slice(start, start + size), ...)
             start += size
-            part = dy[index]
-            if not input_grad and getattr(branch, "can_skip_input_grad", False):
-                branch.backward(part, input_grad=False)
-                continue
-            g = branch.backward(part)
+            g = backward_through(branch, dy[index], input_grad)
             if input_grad:
                 dx = g if dx is None else dx + g
         return dx

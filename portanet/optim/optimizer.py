@@ -33,7 +33,7 @@ class Optimizer:
             close = difflib.get_close_matches(bad, list(defaults), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise TypeError(f"{name} has no option '{bad}'{hint}; its options are {', '.join(defaults)}")
-        self._check_options(defaults)
+        check_options(name, defaults)
         self.defaults = dict(defaults)
         groups = list(params) if not isinstance(params, Parameter) else [params]
         if not groups:
@@ -75,7 +75,7 @@ class Optimizer:
                                  "belongs to one group; pass each once")
             seen.add(id(p))
         opts = {**self.defaults, **g}
-        self._check_options(opts)
+        check_options(name, opts)
         if self.device is None:
             self.device = devices.device_of(ps[0].data)
             self.xp = self.device.xp
@@ -106,20 +106,16 @@ class Optimizer:
         self.xp = self.device.xp if self.device is not None else None
 
     # -- options ---------------------------------------------------------------------------
-    def _check_options(self, opts):
-        check_options(type(self).__name__, opts)          # below: ParamGroup checks with it too
-
     @property
     def lr(self) -> float:
         return self.param_groups[0]["lr"]
 
     @lr.setter
     def lr(self, value):
-        """Set every group's learning rate: a finite non-negative real (NumPy's too), as the constructor takes."""
-        opts = {"lr": value}
-        self._check_options(opts)
+        """Set every group's learning rate: a finite non-negative real (NumPy's too), as the constructor takes
+        (each ParamGroup checks and stores it; a bad value fails at the first, before any group changes)."""
         for g in self.param_groups:
-            g["lr"] = opts["lr"]
+            g["lr"] = value
 
     def parameters(self):
         return [p for g in self.param_groups for p in g["params"]]
