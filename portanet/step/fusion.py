@@ -24,7 +24,7 @@ from ..backends.kernels import REFUSALS
 from ..layers.activations import ReLU
 from ..layers.conv import Conv2d
 from ..layers.dense import Dense
-from ..module import Sequential
+from ..module import Sequential, backward_through
 
 KERNELS = ("bias_relu", "relu_grad_sum", "bias_add", "relu_grad", "relu", "bias_add_rows", "bias_relu_rows",
            "relu_grad_sum_rows")
@@ -41,17 +41,13 @@ def plan(model):
 class _Layer:
     """A layer run by its own methods."""
 
-    __slots__ = ("layer", "forward", "can_skip_input_grad")
+    __slots__ = ("layer", "forward")
 
     def __init__(self, layer):
         self.layer, self.forward = layer, layer.forward
-        self.can_skip_input_grad = getattr(layer, "can_skip_input_grad", False)
 
     def backward(self, dy, input_grad=True):
-        if not input_grad and self.can_skip_input_grad:
-            return self.layer.backward(dy, input_grad=False)
-        dx = self.layer.backward(dy)
-        return dx if input_grad else None
+        return backward_through(self.layer, dy, input_grad)
 
 
 class _BiasKernel(_Layer):
@@ -123,7 +119,6 @@ class _WithReLU:
     one pass (``backward_kernel``). The two layers stay two modules (same state_dict, same repr)."""
 
     __slots__ = ("layer", "relu", "forward_kernel", "backward_kernel")
-    can_skip_input_grad = True
 
     def __init__(self, layer, relu, forward_kernel, backward_kernel):
         self.layer, self.relu = layer, relu
@@ -271,7 +266,6 @@ class Chain:
                 self.first = len(steps)
             steps.append(step)
         self.steps = steps
-        self.can_skip_input_grad = True
 
     @property
     def device(self):
